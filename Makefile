@@ -1,0 +1,37 @@
+# dancepipe: the two commands a new user needs are `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export DVC_NO_ANALYTICS := 1
+export YOLO_OFFLINE := 1
+
+.PHONY: venv install install-test demo test test-quick lint bench clean-venv
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+venv: $(PY)
+
+install: $(PY)
+	$(PY) -m pip install --quiet -e .
+
+install-test: $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+
+demo: install
+	$(VENV)/bin/dvc repro
+
+test: install-test
+	$(PY) -m pytest -q
+
+test-quick: install-test
+	$(PY) -m pytest -q -m "not slow"
+
+lint: install-test
+	$(VENV)/bin/ruff check dancepipe stages tests benchmarks
+
+bench: install-test
+	$(PY) -m benchmarks.run_all
+
+clean-venv:
+	rm -rf $(VENV)

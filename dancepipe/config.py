@@ -1,0 +1,140 @@
+"""Typed, validated params: one frozen config class per params.yaml section.
+
+Each stage reads exactly one section (plus, for per-subject stages, one entry in it)
+into a :class:`StageConfig` subclass that rejects unknown keys. Validation failures
+become a single :class:`DancepipeError` sentence naming the key, the problem and the
+allowed values, raised before the stage does any work.
+
+:data:`SECTIONS` is the explicit registry of sections → config classes; it lets
+``validate_params`` check a whole params.yaml at once (the ``dancepipe check``
+command and the tests use it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from dancepipe.errors import DancepipeError
+
+C = TypeVar("C", bound="StageConfig")
+
+
+class StageConfig(BaseModel):
+    """Base for all stage configs: immutable, strict about unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# section path in params.yaml -> "module:ClassName" (imported lazily so that e.g.
+# the ingest stage never imports torch).
+SECTIONS: dict[str, str] = {
+    "ingest": "dancepipe.ingest:IngestConfig",
+    "poses": "dancepipe.poses:PosesConfig",
+    "frames": "dancepipe.frames:FramesConfig",
+    "normfit": "dancepipe.normalize:NormfitConfig",
+    "labels": "dancepipe.labels:LabelsConfig",
+    "train": "dancepipe.train:TrainConfig",
+    "train_face": "dancepipe.face:FaceConfig",
+    "render": "dancepipe.render:RenderConfig",
+    "evaluate": "dancepipe.evaluate:EvaluateConfig",
+}
+
+
+def config_class(section: str) -> type[StageConfig]:
+    """Return the config class registered for a top-level params section."""
+    try:
+        target = SECTIONS[section]
+    except KeyError as e:
+        raise DancepipeError(
+            f"unknown params section '{section}'; valid sections: {', '.join(sorted(SECTIONS))}"
+        ) from e
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Read a params file into a dict, with a one-sentence error if it is unreadable."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise DancepipeError(f"{p}: params file does not exist") from e
+    except yaml.YAMLError as e:
+        raise DancepipeError(f"{p}: params file is not valid YAML ({e.__class__.__name__})") from e
+    if not isinstance(data, dict):
+        raise DancepipeError(f"{p}: params file must be a mapping of sections")
+    return data
+
+
+def _allowed(cls: type[BaseModel], field: str) -> str:
+    info = cls.model_fields.get(field)
+    if info is None:
+        return ""
+    ann = info.annotation
+    if typing.get_origin(ann) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(ann))
+    bounds = []
+    for m in info.metadata:
+        for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            v = getattr(m, attr, None)
+            if v is not None:
+                bounds.append(f"{sym} {v}")
+    return " and ".join(bounds)
+
+
+def _describe(err: ValidationError, cls: type[BaseModel], section: str, source: str) -> str:
+    first = err.errors()[0]
+    loc = [str(x) for x in first["loc"]]
+    key = ".".join([section, *loc]) if loc else section
+    if first["type"] == "extra_forbidden":
+        valid = ", ".join(sorted(cls.model_fields))
+        return f"{source}: unknown key '{key}'; valid keys in '{section}' are: {valid}"
+    if first["type"] == "missing":
+        return f"{source}: required key '{key}' is missing"
+    allowed = _allowed(cls, loc[0]) if loc else ""
+    got = first.get("input")
+    msg = f"{source}: '{key}' = {got!r} is invalid: {first['msg']}"
+    if allowed and allowed not in first["msg"]:
+        msg += f" (allowed: {allowed})"
+    return msg
+
+
+def build_config(cls: type[C], values: dict[str, Any] | None, *, section: str, source: str = "params.yaml") -> C:
+    """Validate ``values`` into ``cls``, turning pydantic's report into one sentence."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise DancepipeError(f"{source}: section '{section}' must be a mapping, got {type(values).__name__}")
+    try:
+        return cls.model_validate(values)
+    except ValidationError as e:
+        raise DancepipeError(_describe(e, cls, section, source)) from e
+
+
+def load_config(section: str, params_path: str | Path = "params.yaml") -> StageConfig:
+    """Load and validate one top-level section of ``params_path``."""
+    params = load_params(params_path)
+    if section not in params:
+        raise DancepipeError(f"{params_path}: section '{section}' is missing")
+    return build_config(config_class(section), params[section], section=section, source=str(params_path))
+
+
+def validate_params(params_path: str | Path = "params.yaml") -> dict[str, StageConfig]:
+    """Validate every section of a params file; unknown sections are errors too."""
+    params = load_params(params_path)
+    unknown = sorted(set(params) - set(SECTIONS))
+    if unknown:
+        raise DancepipeError(
+            f"{params_path}: unknown section '{unknown[0]}'; valid sections: {', '.join(sorted(SECTIONS))}"
+        )
+    return {
+        name: build_config(config_class(name), params.get(name), section=name, source=str(params_path))
+        for name in SECTIONS
+        if name in params
+    }

@@ -1,0 +1,100 @@
+"""The ingest stage: bring a user video or a pinned demo clip into ``data/videos``.
+
+The video is copied byte for byte (so nothing is lost to re-encoding) and described
+in a JSON sidecar: upright size, fps, frame count, duration, rotation, audio, whether
+the frame rate is variable, and the timestamp of every decodable frame. The whole
+file is decoded once here so a damaged file is reported at the first stage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pydantic import field_validator
+
+from dancepipe.assets import DEMO_CLIPS, fetch_asset, sha256_file
+from dancepipe.atomic import atomic_path
+from dancepipe.config import StageConfig
+from dancepipe.errors import DancepipeError
+from dancepipe.video import DecodeReport, iter_frames, probe
+
+log = logging.getLogger(__name__)
+
+DEMO_PREFIX = "demo:"
+
+
+class IngestConfig(StageConfig):
+    """``ingest`` section: where each subject's video comes from.
+
+    A value is either ``demo:<name>`` (a pinned demo clip) or a path to a video file,
+    relative to the project root (put your own videos under ``inputs/``).
+    """
+
+    target: str = "demo:pose2sim_cam01"
+    source: str = "demo:sports2d"
+
+    @field_validator("target", "source")
+    @classmethod
+    def _check(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must be 'demo:<name>' or a video path")
+        if v.startswith(DEMO_PREFIX) and v[len(DEMO_PREFIX):] not in DEMO_CLIPS:
+            raise ValueError(f"unknown demo clip; choose demo:{' or demo:'.join(DEMO_CLIPS)}")
+        return v
+
+
+def resolve_input(spec: str, root: str | Path = ".") -> Path:
+    """Turn an ``ingest`` value into a local file path, fetching demo clips."""
+    if spec.startswith(DEMO_PREFIX):
+        return fetch_asset(spec[len(DEMO_PREFIX):])
+    path = Path(spec)
+    if not path.is_absolute():
+        path = Path(root) / path
+    if not path.exists():
+        raise DancepipeError(f"{spec}: input video does not exist")
+    return path
+
+
+def ingest_video(spec: str, out_video: str | Path, out_meta: str | Path, *, root: str | Path = ".") -> dict[str, Any]:
+    """Copy the video named by ``spec`` to ``out_video`` and write its metadata JSON.
+
+    Raises :class:`DancepipeError` for a missing, empty, non-video or undecodable
+    file. A truncated file is accepted with a warning that says how many frames could
+    be decoded and how many packets could not.
+    """
+    src = resolve_input(spec, root)
+    info = probe(src)
+    report = DecodeReport()
+    timestamps = [round(f.timestamp, 6) for f in iter_frames(src, report=report)]
+    if report.decoded == 0:
+        raise DancepipeError(f"{src}: no frame of the video could be decoded")
+    if report.errors:
+        log.warning(
+            "%s: decoded %d frames; %d packets were unreadable (truncated or damaged file)",
+            src, report.decoded, report.errors,
+        )
+    meta = info.to_dict()
+    meta.update(
+        path=str(out_video),
+        origin=spec,
+        origin_sha256=sha256_file(src),
+        frame_count=report.decoded,
+        decode_errors=report.errors,
+        timestamps=timestamps,
+    )
+    with atomic_path(out_video) as tmp_video, atomic_path(out_meta) as tmp_meta:
+        shutil.copyfile(src, tmp_video)
+        tmp_meta.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return meta
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """Load a metadata sidecar written by :func:`ingest_video`."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise DancepipeError(f"{path}: video metadata does not exist (run the ingest stage first)") from e

@@ -1,0 +1,80 @@
+"""The keypoint table: COCO-17 names, schema, and Parquet read/write.
+
+One row per decoded frame. Missing keypoints are NaN (never (0, 0)); a frame with no
+person has ``person_found = False`` and NaN everywhere. File-level metadata (source
+video, size, fps, model file and hash, library versions) is stored as JSON under the
+Parquet schema metadata key ``dancepipe``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dancepipe.atomic import atomic_path
+from dancepipe.errors import DancepipeError
+
+COCO_NAMES: tuple[str, ...] = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+    "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)
+KP = {name: i for i, name in enumerate(COCO_NAMES)}
+
+META_KEY = b"dancepipe"
+
+BASE_FIELDS: list[pa.Field] = [
+    pa.field("frame", pa.int64()),
+    pa.field("timestamp", pa.float64()),
+    pa.field("person_found", pa.bool_()),
+    pa.field("box_x0", pa.float32()),
+    pa.field("box_y0", pa.float32()),
+    pa.field("box_x1", pa.float32()),
+    pa.field("box_y1", pa.float32()),
+    pa.field("score", pa.float32()),
+]
+KEYPOINT_COLUMNS: list[str] = [f"{n}_{c}" for n in COCO_NAMES for c in ("x", "y", "conf")]
+SCHEMA = pa.schema(BASE_FIELDS + [pa.field(c, pa.float32()) for c in KEYPOINT_COLUMNS])
+
+
+def keypoints_to_columns(kps: np.ndarray) -> dict[str, np.ndarray]:
+    """(N, 17, 3) array of x, y, conf → the 51 float32 keypoint columns."""
+    kps = np.asarray(kps, dtype=np.float32)
+    if kps.ndim != 3 or kps.shape[1:] != (17, 3):
+        raise ValueError(f"expected keypoints of shape (N, 17, 3), got {kps.shape}")
+    return {f"{n}_{c}": kps[:, i, j] for i, n in enumerate(COCO_NAMES) for j, c in enumerate(("x", "y", "conf"))}
+
+
+def columns_to_keypoints(df: pd.DataFrame) -> np.ndarray:
+    """The 51 keypoint columns of ``df`` → (N, 17, 3) float32 array (x, y, conf)."""
+    return df[KEYPOINT_COLUMNS].to_numpy(dtype=np.float32).reshape(len(df), 17, 3)
+
+
+def write_table(df: pd.DataFrame, path: str | Path, metadata: dict[str, Any], schema: pa.Schema = SCHEMA) -> None:
+    """Write ``df`` with an explicit schema and JSON metadata, atomically."""
+    table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[META_KEY] = json.dumps(metadata, sort_keys=True).encode()
+    table = table.replace_schema_metadata(meta)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read a keypoint (or index) table and its dancepipe metadata."""
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError as e:
+        raise DancepipeError(f"{path}: table does not exist (run the stage that writes it first)") from e
+    except pa.ArrowInvalid as e:
+        raise DancepipeError(f"{path}: not a readable Parquet table") from e
+    raw = (table.schema.metadata or {}).get(META_KEY)
+    meta = json.loads(raw) if raw else {}
+    return table.to_pandas(), meta

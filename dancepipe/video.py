@@ -1,0 +1,264 @@
+"""Video probing and decoding with PyAV.
+
+All decoding in dancepipe goes through here so rotation metadata, variable frame
+rates and damaged files are handled in one place:
+
+* frames come out upright: a display-matrix rotation is applied on decode, and the
+  reported width/height are those of the upright picture;
+* every frame carries its own presentation timestamp, so variable-frame-rate clips
+  keep their true timing;
+* a truncated file yields the frames that could be decoded and reports how many
+  packets failed, instead of crashing half-way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import TypeVar
+
+import av
+import numpy as np
+
+from dancepipe.errors import DancepipeError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInfo:
+    """What downstream stages need to know about a video (upright geometry)."""
+
+    path: str
+    width: int
+    height: int
+    fps: float
+    frame_count: int
+    duration: float
+    rotation: int
+    codec: str
+    has_audio: bool
+    audio_codec: str | None
+    variable_frame_rate: bool
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """One decoded, upright frame: ``image`` is (H, W, 3) uint8 in RGB (or BGR if asked)."""
+
+    index: int
+    timestamp: float
+    image: np.ndarray
+
+
+def _open(path: str | Path) -> av.container.InputContainer:
+    p = Path(path)
+    if not p.exists():
+        raise DancepipeError(f"{p}: video file does not exist")
+    if p.is_dir():
+        raise DancepipeError(f"{p}: expected a video file but found a directory")
+    if p.stat().st_size == 0:
+        raise DancepipeError(f"{p}: video file is empty (0 bytes)")
+    try:
+        container = av.open(str(p))
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise DancepipeError(f"{p}: not a readable video file ({e.__class__.__name__})") from e
+    if not container.streams.video:
+        container.close()
+        raise DancepipeError(f"{p}: file has no video stream")
+    return container
+
+
+def _normalise_rotation(deg: float | int | None) -> int:
+    """Snap a display rotation to 0/90/180/270 degrees counter-clockwise."""
+    if deg is None:
+        return 0
+    return int(round(float(deg) / 90.0)) % 4 * 90
+
+
+def rotate_upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Apply a counter-clockwise display rotation (as stored by phones) to ``image``."""
+    k = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(image, k=k)) if k else image
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read a video's metadata, decoding only the first frame (for rotation).
+
+    The frame count is taken by demuxing packets (cheap, no decoding) because the
+    container's own count is missing or wrong for many files. A clip is flagged as
+    variable frame rate when its packet durations differ by more than 1 %.
+    """
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        rotation = 0
+        try:
+            first = next(container.decode(stream))
+            rotation = _normalise_rotation(getattr(first, "rotation", 0))
+        except StopIteration as e:
+            raise DancepipeError(f"{path}: video stream contains no decodable frame") from e
+        except av.error.FFmpegError as e:
+            raise DancepipeError(f"{path}: first frame cannot be decoded ({e})") from e
+        container.seek(0)
+        pts: list[int] = []
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.size > 0:
+                pts.append(packet.pts)
+        pts.sort()
+        tb = stream.time_base or Fraction(1, 1000)
+        count = len(pts)
+        if count >= 2:
+            deltas = np.diff(np.asarray(pts, dtype=np.float64)) * float(tb)
+            med = float(np.median(deltas))
+            vfr = bool(med > 0 and np.any(np.abs(deltas - med) > 0.01 * med + 1e-9))
+            duration = float((pts[-1] - pts[0]) * tb) + med
+        else:
+            vfr = False
+            duration = float(stream.duration * tb) if stream.duration else 0.0
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else (count / duration if duration > 0 else 0.0)
+        if count >= 2 and duration > 0 and vfr:
+            fps = count / duration
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if rotation in (90, 270):
+            width, height = height, width
+        audio = container.streams.audio[0] if container.streams.audio else None
+        return VideoInfo(
+            path=str(path),
+            width=int(width),
+            height=int(height),
+            fps=float(fps),
+            frame_count=int(count),
+            duration=float(duration),
+            rotation=rotation,
+            codec=stream.codec_context.name,
+            has_audio=audio is not None,
+            audio_codec=audio.codec_context.name if audio is not None else None,
+            variable_frame_rate=vfr,
+        )
+    finally:
+        container.close()
+
+
+class DecodeReport:
+    """Counts what went wrong while decoding, filled in by :func:`iter_frames`."""
+
+    def __init__(self) -> None:
+        self.decoded = 0
+        self.errors = 0
+
+
+def iter_frames(
+    path: str | Path,
+    *,
+    bgr: bool = False,
+    report: DecodeReport | None = None,
+) -> Iterator[Frame]:
+    """Yield every decodable frame of ``path`` upright, in presentation order.
+
+    Frame indices count decoded frames from 0. Timestamps are in seconds from the
+    first frame. Corrupt packets are skipped and counted in ``report.errors``; the
+    caller decides whether to warn. Memory use is one frame at a time.
+    """
+    report = report if report is not None else DecodeReport()
+    container = _open(path)
+    fmt = "bgr24" if bgr else "rgb24"
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb = float(stream.time_base or Fraction(1, 1000))
+        t0: float | None = None
+        index = 0
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.error.FFmpegError:
+                report.errors += 1
+                break
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                report.errors += 1
+                continue
+            for frame in frames:
+                ts = (frame.pts * tb) if frame.pts is not None else (index / float(stream.average_rate or 30))
+                if t0 is None:
+                    t0 = ts
+                image = frame.to_ndarray(format=fmt)
+                image = rotate_upright(image, _normalise_rotation(getattr(frame, "rotation", 0)))
+                report.decoded += 1
+                yield Frame(index=index, timestamp=float(ts - t0), image=image)
+                index += 1
+    finally:
+        container.close()
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterable[T], size: int = 8) -> Iterator[T]:
+    """Run ``items`` in a background thread, buffering up to ``size`` results.
+
+    Used to overlap video decoding (which releases the GIL inside FFmpeg) with model
+    inference. Exceptions raised by the producer are re-raised in the consumer.
+    """
+    q: queue.Queue = queue.Queue(maxsize=max(1, size))
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_DONE)
+        except BaseException as e:  # noqa: BLE001 - forwarded to the consumer thread
+            q.put(e)
+
+    thread = threading.Thread(target=worker, daemon=True, name="dancepipe-prefetch")
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Group ``items`` into lists of ``size`` (the last may be shorter)."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+ProgressFn = Callable[[int], None]

@@ -1,0 +1,1 @@
+"""Thin Click commands, one per pipeline stage (see dvc.yaml)."""
