@@ -15,6 +15,16 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Each area provides session fixtures with real demo artifacts for downstream tests.
+pytest_plugins = [
+    "tests.fixtures.poses",
+    "tests.fixtures.frames",
+    "tests.fixtures.labels",
+    "tests.fixtures.train",
+    "tests.fixtures.face",
+    "tests.fixtures.render",
+]
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
