@@ -1,0 +1,294 @@
+"""The labels stage: stick-figure label images for training and for transfer.
+
+``train``: the target's own keypoints, mapped through the target's crop/resize
+transform, so every label lies exactly on its frame. ``transfer``: the source's
+keypoints, cleaned up in time (:mod:`dancepipe.smoothing`), moved into the target's
+space with the normfit mapping (:mod:`dancepipe.normalize`), then through the same
+target transform. Either way the output directory holds one PNG per pose-table row
+(black where no person is drawn, never skipped), an ``index.parquet`` with the
+keypoints in label pixels and the face boxes the face GAN uses, and a contact sheet
+(image | label | overlay) for a quick look at the alignment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pydantic import Field, model_validator
+
+from dancepipe.atomic import atomic_path
+from dancepipe.config import StageConfig
+from dancepipe.errors import DancepipeError
+from dancepipe.facebox import compute_face_boxes
+from dancepipe.keypoints import (
+    KEYPOINT_COLUMNS,
+    columns_to_keypoints,
+    keypoints_to_columns,
+    read_table,
+    write_table,
+)
+from dancepipe.normalize import ankle_positions, apply_mapping, load_mapping
+from dancepipe.skeleton import DrawStyle, draw_skeleton, visible_mask
+from dancepipe.smoothing import SMOOTHERS, interpolate_gaps, smooth
+from dancepipe.transform import CropTransform
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["train", "transfer"]
+
+
+class DrawConfig(StageConfig):
+    """``labels.draw``: how stick figures look (shared by both kinds)."""
+
+    line_width: float = Field(0.02, gt=0, le=0.2)
+    joint_radius: float = Field(0.012, gt=0, le=0.2)
+    min_conf: float = Field(0.0, ge=0, le=1)
+    face_box_fraction: float = Field(0.1667, gt=0, le=1)
+    workers: int = Field(2, ge=1, le=64)
+
+
+class TrainLabelsConfig(StageConfig):
+    """``labels.train``."""
+
+    contact_sheet_frames: int = Field(4, ge=0, le=32)
+
+
+class TransferLabelsConfig(StageConfig):
+    """``labels.transfer``: temporal clean-up of the source keypoints."""
+
+    contact_sheet_frames: int = Field(4, ge=0, le=32)
+    gap_max: int = Field(5, ge=0, le=1000)
+    smoothing: Literal["savgol", "median", "none"] = "savgol"
+    window: int = Field(5, ge=1, le=301)
+    polyorder: int = Field(2, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _check(self) -> TransferLabelsConfig:
+        if self.smoothing not in SMOOTHERS:
+            raise ValueError(f"unknown smoothing '{self.smoothing}'")
+        if self.smoothing != "none" and self.window % 2 == 0:
+            raise ValueError("window must be odd")
+        if self.smoothing == "savgol" and self.polyorder >= self.window:
+            raise ValueError("polyorder must be smaller than window")
+        return self
+
+
+class LabelsConfig(StageConfig):
+    """``labels`` section: ``draw`` shared, ``train``/``transfer`` per kind."""
+
+    draw: DrawConfig = DrawConfig()
+    train: TrainLabelsConfig = TrainLabelsConfig()
+    transfer: TransferLabelsConfig = TransferLabelsConfig()
+
+
+FACE_COLUMNS = ["face_x0", "face_y0", "face_size", "face_ok"]
+INDEX_SCHEMA = pa.schema(
+    [
+        pa.field("frame", pa.int64()),
+        pa.field("file", pa.string()),
+        pa.field("timestamp", pa.float64()),
+        pa.field("person_found", pa.bool_()),
+    ]
+    + [pa.field(c, pa.float32()) for c in KEYPOINT_COLUMNS]
+    + [
+        pa.field("face_x0", pa.int32()),
+        pa.field("face_y0", pa.int32()),
+        pa.field("face_size", pa.int32()),
+        pa.field("face_ok", pa.bool_()),
+    ]
+)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def load_target_frames(frames_dir: str | Path) -> tuple[CropTransform, pd.DataFrame]:
+    """The target's crop transform and frame index (frame → JPEG file)."""
+    d = Path(frames_dir)
+    if not d.is_dir():
+        raise DancepipeError(f"{d}: target frames directory does not exist (run the frames stage first)")
+    transform = CropTransform.load(d / "transform.json")
+    index, _ = read_table(d / "index.parquet")
+    if not {"frame", "file"} <= set(index.columns):
+        raise DancepipeError(f"{d / 'index.parquet'}: frame index lacks the 'frame' and 'file' columns")
+    return transform, index
+
+
+def _load_poses(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
+    df, _ = read_table(path)
+    missing = [c for c in ("frame", "timestamp", "person_found", *KEYPOINT_COLUMNS) if c not in df.columns]
+    if missing:
+        raise DancepipeError(f"{path}: not a keypoint table (missing column '{missing[0]}')")
+    if len(df) == 0:
+        raise DancepipeError(f"{path}: keypoint table has no rows")
+    kps = columns_to_keypoints(df).astype(np.float64)
+    kps[~df["person_found"].to_numpy(bool)] = np.nan
+    return df, kps
+
+
+def _fill_in_time(values: np.ndarray) -> np.ndarray | None:
+    """Linear interpolation over NaN, nearest value held at the ends; None if all NaN."""
+    ok = np.isfinite(values)
+    if not ok.any():
+        return None
+    idx = np.arange(len(values))
+    return np.interp(idx, idx[ok], values[ok])
+
+
+def transfer_keypoints(kps: np.ndarray, mapping: Any, cfg: TransferLabelsConfig) -> np.ndarray:
+    """Source keypoints (N, 17, 3, source pixels) → target original pixels.
+
+    Gap interpolation, then smoothing, then the normfit mapping. A frame without
+    ankles uses the ankle position interpolated from its neighbours in time, so its
+    scale and place follow the dance instead of jumping to the medians.
+    """
+    kps = interpolate_gaps(kps, cfg.gap_max)
+    kps = smooth(kps, cfg.smoothing, cfg.window, cfg.polyorder)
+    ankle_x, ankle_y = ankle_positions(kps)
+    return apply_mapping(kps, mapping, ankle_y=_fill_in_time(ankle_y), ankle_x=_fill_in_time(ankle_x))
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def write_label_images(
+    kps: np.ndarray, files: list[str], out_dir: Path, width: int, height: int, style: DrawStyle,
+    workers: int = 1, progress: Callable[[int], None] | None = None,
+) -> None:
+    """Draw and write one PNG per row of (N, 17, 3) label-pixel keypoints.
+
+    With ``workers > 1`` frames are drawn and encoded on a thread pool (OpenCV releases
+    the GIL while drawing and compressing); the output is identical either way.
+    """
+
+    def one(i: int) -> None:
+        img = draw_skeleton(kps[i], width, height, style)
+        path = out_dir / files[i]
+        if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+            raise DancepipeError(f"{path}: could not write the label image")
+
+    if workers <= 1:
+        for i in range(len(kps)):
+            one(i)
+            if progress:
+                progress(1)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for fut in [pool.submit(one, i) for i in range(len(kps))]:
+            fut.result()
+            if progress:
+                progress(1)
+
+
+def _read_rgb(path: Path, width: int, height: int) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DancepipeError(f"{path}: target frame is missing or unreadable")
+    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if img.shape[:2] != (height, width):
+        img = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def contact_sheet(images: list[np.ndarray], labels: list[np.ndarray], captions: list[str]) -> np.ndarray:
+    """Rows of image | label | overlay (label pixels painted over the image)."""
+    rows = []
+    for img, lab, cap in zip(images, labels, captions, strict=True):
+        mask = lab.any(axis=2, keepdims=True)
+        overlay = np.where(mask, (0.35 * img + 0.65 * lab).astype(np.uint8), img)
+        row = np.concatenate([img, lab, overlay], axis=1)
+        scale = max(0.3, img.shape[0] / 500)
+        cv2.putText(row, cap, (3, int(14 * scale / 0.4)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 0), 1, cv2.LINE_AA)
+        rows.append(row)
+    return np.concatenate(rows, axis=0)
+
+
+def _pick(n: int, candidates: np.ndarray) -> np.ndarray:
+    if n <= 0 or len(candidates) == 0:
+        return np.zeros(0, dtype=int)
+    return candidates[np.unique(np.linspace(0, len(candidates) - 1, min(n, len(candidates))).round().astype(int))]
+
+
+def _write_contact_sheet(
+    out_dir: Path, kind: str, n: int, found: np.ndarray, frames: np.ndarray, files: list[str],
+    frames_dir: Path, frame_index: pd.DataFrame, w: int, h: int,
+) -> None:
+    """``contact_sheet.png`` with up to ``n`` evenly spaced labels (those with a person first)."""
+    picks = _pick(n, np.flatnonzero(found) if found.any() else np.arange(len(frames)))
+    if not len(picks):
+        return
+    if kind == "train":
+        by_frame = dict(zip(frame_index["frame"].to_numpy(np.int64), frame_index["file"], strict=True))
+        img_files = [by_frame[frames[i]] for i in picks]
+    else:  # source frames are not a dependency: show the label on target frames
+        img_files = [frame_index["file"].iloc[j] for j in _pick(len(picks), np.arange(len(frame_index)))]
+        img_files += img_files[-1:] * (len(picks) - len(img_files))
+    sheet = contact_sheet(
+        [_read_rgb(frames_dir / f, w, h) for f in img_files],
+        [cv2.cvtColor(cv2.imread(str(out_dir / files[i])), cv2.COLOR_BGR2RGB) for i in picks],
+        [f"#{frames[i]}" for i in picks],
+    )
+    cv2.imwrite(str(out_dir / "contact_sheet.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+
+
+# --------------------------------------------------------------------------- stage entry point
+
+
+def run_labels(
+    kind: Kind, poses: str | Path, frames_dir: str | Path, out: str | Path, cfg: LabelsConfig,
+    norm: str | Path | None = None, progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Write ``out/`` for ``kind``: PNG labels, ``index.parquet`` and ``contact_sheet.png``.
+
+    ``train`` reads the target pose table; ``transfer`` reads the source pose table and
+    needs ``norm`` (normfit's stats.json). Labels are the size of the target frames.
+    """
+    if kind not in ("train", "transfer"):
+        raise DancepipeError(f"labels: unknown kind '{kind}'; choose train or transfer")
+    transform, frame_index = load_target_frames(frames_dir)
+    df, kps = _load_poses(poses)
+    if kind == "train":
+        sub_cfg: TrainLabelsConfig | TransferLabelsConfig = cfg.train
+        if len(frame_index) != len(df) or not np.array_equal(frame_index["frame"].to_numpy(), df["frame"].to_numpy()):
+            raise DancepipeError(
+                f"{poses}: the pose table ({len(df)} rows) and {frames_dir} ({len(frame_index)} frames) "
+                "disagree; rerun the frames stage"
+            )
+        target_px = kps
+    else:
+        if norm is None:
+            raise DancepipeError("labels@transfer needs the normfit stats (--norm)")
+        sub_cfg = cfg.transfer
+        target_px = transfer_keypoints(kps, load_mapping(norm), cfg.transfer)
+    w, h = transform.width, transform.height
+    label_kps = target_px.copy()
+    label_kps[..., :2] = transform.apply_points(target_px[..., :2])
+    style = DrawStyle.for_height(h, cfg.draw.line_width, cfg.draw.joint_radius, cfg.draw.min_conf)
+    found = visible_mask(label_kps, style.min_conf).any(axis=1)
+    label_kps[~found] = np.nan
+    frames = df["frame"].to_numpy(np.int64)
+    files = [f"{f:06d}.png" for f in frames]
+    faces = compute_face_boxes(label_kps, w, h, fraction=cfg.draw.face_box_fraction, min_conf=style.min_conf)
+    index = pd.DataFrame({
+        "frame": frames, "file": files, "timestamp": df["timestamp"].to_numpy(np.float64), "person_found": found,
+        **keypoints_to_columns(label_kps), **{c: faces[c].to_numpy() for c in FACE_COLUMNS},
+    })
+
+    with atomic_path(out, directory=True) as tmp:
+        write_label_images(label_kps, files, tmp, w, h, style, cfg.draw.workers, progress)
+        write_table(index, tmp / "index.parquet", {
+            "kind": kind, "width": w, "height": h, "poses": str(poses), "frames": str(frames_dir),
+            "norm": None if norm is None else str(norm), "draw": cfg.draw.model_dump(),
+            kind: sub_cfg.model_dump(),
+        }, schema=INDEX_SCHEMA)
+        _write_contact_sheet(tmp, kind, sub_cfg.contact_sheet_frames, found, frames, files, Path(frames_dir),
+                             frame_index, w, h)
+    return {"kind": kind, "frames": len(df), "drawn": int(found.sum()), "width": w, "height": h}

@@ -1,0 +1,38 @@
+"""labels@<kind>: draw stick-figure label images (train: target poses, transfer: source poses)."""
+
+from __future__ import annotations
+
+import click
+
+from dancepipe.cli import PARAMS_OPTION, progress, stage_command
+from dancepipe.config import load_config
+from dancepipe.labels import run_labels
+
+
+@click.command()
+@click.option("--kind", type=click.Choice(["train", "transfer"]), required=True,
+              help="train: target poses as they are; transfer: source poses normalised into target space.")
+@click.option("--poses", type=click.Path(dir_okay=False), required=True,
+              help="keypoint table to draw (target for train, source for transfer).")
+@click.option("--frames", "frames_dir", type=click.Path(file_okay=False), required=True,
+              help="target frames directory (its transform.json sets the label size and crop).")
+@click.option("--norm", type=click.Path(dir_okay=False), default=None,
+              help="normfit stats.json; required for --kind transfer, not accepted for train.")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="output directory (e.g. data/labels/train).")
+@PARAMS_OPTION
+@stage_command
+def main(kind: str, poses: str, frames_dir: str, norm: str | None, out: str, params_path: str) -> None:
+    """Write one label PNG per pose-table row, an index table and a contact sheet."""
+    if kind == "transfer" and norm is None:
+        raise click.UsageError("--norm is required with --kind transfer")
+    if kind == "train" and norm is not None:
+        raise click.UsageError("--norm is only used with --kind transfer")
+    cfg = load_config("labels", params_path)
+    with progress(None, f"labels@{kind}") as advance:
+        r = run_labels(kind, poses, frames_dir, out, cfg, norm=norm, progress=advance)
+    click.echo(f"labels@{kind}: {r['frames']} labels ({r['drawn']} with a person) at {r['width']}x{r['height']}")
+
+
+if __name__ == "__main__":
+    main()

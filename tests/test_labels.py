@@ -1,0 +1,187 @@
+"""The labels stage: train and transfer label directories, the stage CLI, the demo end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from dancepipe.errors import DancepipeError
+from dancepipe.facebox import compute_face_boxes
+from dancepipe.keypoints import KEYPOINT_COLUMNS, columns_to_keypoints, read_table
+from dancepipe.labels import LabelsConfig, run_labels, write_label_images
+from dancepipe.normalize import NormfitConfig, run_normfit
+from dancepipe.skeleton import DrawStyle
+from dancepipe.transform import CropTransform
+from tests.fixtures.labels import depth_walk, write_frames_dir, write_pose_table
+
+CFG = LabelsConfig()
+
+
+@pytest.fixture
+def synth(tmp_path: Path) -> dict[str, Path]:
+    """Target (40 frames, frame 7 without a person) + frames dir; source (50 frames) + stats."""
+    tgt = depth_walk(40, 1400, 1800, 900, 1200, x=540)
+    found = np.ones(40, bool)
+    found[7] = False
+    src = depth_walk(50, 500, 800, 300, 420, x=900, seed=1)
+    src_found = np.ones(50, bool)
+    src_found[10:12] = False  # short dropout: filled by gap interpolation
+    src_found[30:40] = False  # long dropout: stays empty
+    paths = {
+        "target": write_pose_table(tmp_path / "t.parquet", tgt, 1080, 1920, person_found=found),
+        "source": write_pose_table(tmp_path / "s.parquet", src, 1768, 994, person_found=src_found),
+        "frames": write_frames_dir(tmp_path / "frames", np.where(found[:, None, None], tgt, np.nan), 1080, 1920),
+    }
+    run_normfit(paths["target"], paths["source"], tmp_path / "stats.json", None, NormfitConfig())
+    paths["norm"] = tmp_path / "stats.json"
+    return paths
+
+
+def _label_files(d: Path) -> list[str]:
+    return sorted(p.name for p in d.glob("[0-9]*.png"))
+
+
+def test_train_labels_match_frames_and_transform(synth, tmp_path):
+    out = tmp_path / "labels" / "train"
+    r = run_labels("train", synth["target"], synth["frames"], out, CFG)
+    assert r == {"kind": "train", "frames": 40, "drawn": 39, "width": 64, "height": 96}
+    assert _label_files(out) == [f"{i:06d}.png" for i in range(40)]
+    index, meta = read_table(out / "index.parquet")
+    assert meta["kind"] == "train" and list(index.columns[:4]) == ["frame", "file", "timestamp", "person_found"]
+    assert set(KEYPOINT_COLUMNS) <= set(index.columns)
+    # keypoints are in label pixels: the target's crop transform applied to the pose table
+    poses, _ = read_table(synth["target"])
+    tr = CropTransform.load(synth["frames"] / "transform.json")
+    expect = tr.apply_points(columns_to_keypoints(poses)[..., :2])
+    np.testing.assert_allclose(columns_to_keypoints(index)[..., :2], expect, rtol=1e-5, equal_nan=True)
+    # face boxes are those of the shared facebox module on the label-space keypoints
+    faces = compute_face_boxes(columns_to_keypoints(index), 64, 96, fraction=CFG.draw.face_box_fraction)
+    np.testing.assert_array_equal(index[["face_x0", "face_y0", "face_size", "face_ok"]].to_numpy(), faces.to_numpy())
+    assert index["face_ok"].sum() == 39
+    # the frame without a person is recorded, black, not dropped
+    row = index.iloc[7]
+    assert not row["person_found"] and not row["face_ok"]
+    assert not cv2.imread(str(out / "000007.png")).any()
+    # labels are the frames' size and the ink sits on the subject (white box in the synthetic frames)
+    for i in (0, 20, 33):
+        lab = cv2.imread(str(out / f"{i:06d}.png"))
+        img = cv2.imread(str(synth["frames"] / f"{i:06d}.jpg"))
+        assert lab.shape == img.shape == (96, 64, 3)
+        ink = lab.any(axis=2)
+        on_subject = cv2.dilate((img.min(axis=2) > 200).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        assert (ink & on_subject).sum() / ink.sum() > 0.9
+    sheet = cv2.imread(str(out / "contact_sheet.png"))
+    assert sheet.shape == (4 * 96, 3 * 64, 3)
+
+
+def test_transfer_labels_fill_short_gaps_and_keep_long_ones_empty(synth, tmp_path):
+    out = tmp_path / "labels" / "transfer"
+    r = run_labels("transfer", synth["source"], synth["frames"], out, CFG, norm=synth["norm"])
+    assert r["frames"] == 50 and r["drawn"] == 40
+    assert len(_label_files(out)) == 50
+    index, meta = read_table(out / "index.parquet")
+    assert meta["norm"] == str(synth["norm"]) and meta["transfer"]["smoothing"] == "savgol"
+    found = index["person_found"].to_numpy()
+    assert found[10:12].all() and not found[30:40].any()
+    assert not cv2.imread(str(out / "000035.png")).any() and cv2.imread(str(out / "000011.png")).any()
+    # normalised into the target's space: ankles land inside the target's usual range, in label pixels
+    ank = columns_to_keypoints(index)[found][:, 15:17, 1].mean(axis=1)
+    tr = CropTransform.load(synth["frames"] / "transform.json")
+    tgt_kps = columns_to_keypoints(read_table(synth["target"])[0])
+    tgt = tr.apply_points(tgt_kps[..., :2])[:, 15:17, 1].mean(axis=1)
+    assert np.nanmin(tgt) - 1 < ank.min() < np.nanmin(tgt) + 3 and np.nanmax(tgt) - 3 < ank.max() < np.nanmax(tgt) + 1
+    assert (out / "contact_sheet.png").exists()
+
+
+def test_parallel_and_serial_writing_give_identical_files(synth, tmp_path):
+    index, _ = read_table(synth["target"])
+    kps = columns_to_keypoints(index)[:12] / 15.0
+    style = DrawStyle.for_height(96, 0.02, 0.012)
+    files = [f"{i:06d}.png" for i in range(12)]
+    for name, workers in (("serial", 1), ("parallel", 3)):
+        (tmp_path / name).mkdir()
+        write_label_images(kps, files, tmp_path / name, 64, 96, style, workers)
+    for f in files:
+        assert (tmp_path / "serial" / f).read_bytes() == (tmp_path / "parallel" / f).read_bytes()
+
+
+def test_mismatched_frames_dir_is_rejected(synth, tmp_path):
+    other = write_pose_table(tmp_path / "short.parquet", depth_walk(10, 1400, 1800, 900, 1200), 1080, 1920)
+    with pytest.raises(DancepipeError, match=r"short.parquet: the pose table \(10 rows\) and .* \(40 frames\) disagree"):
+        run_labels("train", other, synth["frames"], tmp_path / "out", CFG)
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- stage CLI
+
+def _invoke(*args: str, params: Path):
+    from stages.labels import main
+
+    return CliRunner().invoke(main, [*args, "--params", str(params)])
+
+
+def test_labels_stage_both_kinds(synth, tmp_path, repo_root):
+    params = repo_root / "params.yaml"
+    res = _invoke("--kind", "train", "--poses", str(synth["target"]), "--frames", str(synth["frames"]),
+                  "--out", str(tmp_path / "train"), params=params)
+    assert res.exit_code == 0, res.output
+    assert "labels@train: 40 labels (39 with a person) at 64x96" in res.output
+    res = _invoke("--kind", "transfer", "--poses", str(synth["source"]), "--frames", str(synth["frames"]),
+                  "--norm", str(synth["norm"]), "--out", str(tmp_path / "transfer"), params=params)
+    assert res.exit_code == 0, res.output
+    assert len(_label_files(tmp_path / "transfer")) == 50
+
+
+def test_labels_stage_bad_inputs(synth, tmp_path, repo_root):
+    params = repo_root / "params.yaml"
+    out = tmp_path / "out"
+    res = _invoke("--kind", "train", "--poses", str(synth["target"]), "--frames", str(tmp_path / "nope"),
+                  "--out", str(out), params=params)
+    assert res.exit_code == 1 and "nope: target frames directory does not exist" in res.output
+    assert res.output.count("\n") == 1
+    res = _invoke("--kind", "transfer", "--poses", str(synth["source"]), "--frames", str(synth["frames"]),
+                  "--out", str(out), params=params)
+    assert res.exit_code == 2 and "--norm is required with --kind transfer" in res.output
+    res = _invoke("--kind", "transfer", "--poses", str(synth["source"]), "--frames", str(synth["frames"]),
+                  "--norm", str(synth["target"]), "--out", str(out), params=params)
+    assert res.exit_code == 1 and "t.parquet: normalisation stats are not valid JSON" in res.output
+    bad = tmp_path / "params.yaml"
+    bad.write_text(params.read_text().replace("smoothing: savgol", "smoothing: gaussian"))
+    res = _invoke("--kind", "train", "--poses", str(synth["target"]), "--frames", str(synth["frames"]),
+                  "--out", str(out), params=bad)
+    assert res.exit_code == 1 and "labels.transfer.smoothing" in res.output and "'savgol'" in res.output
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------- demo end to end
+
+@pytest.mark.slow
+def test_demo_labels_end_to_end(demo_labels, demo_poses, demo_norm):
+    stats = json.loads(demo_norm.read_text())
+    assert stats["mapping"]["scale_far"] > 0 and stats["mapping"]["scale_close"] > 0
+    for kind, poses in (("train", demo_poses["target"]), ("transfer", demo_poses["source"])):
+        table, _ = read_table(poses)
+        index, meta = read_table(demo_labels[kind] / "index.parquet")
+        assert len(_label_files(demo_labels[kind])) == len(index) == len(table)
+        assert index["person_found"].sum() >= 0.8 * table["person_found"].sum()
+        assert (demo_labels[kind] / "contact_sheet.png").exists()
+    # train labels overlap the person: most ink lies inside the subject's box (in label pixels)
+    table, _ = read_table(demo_poses["target"])
+    index, meta = read_table(demo_labels["train"] / "index.parquet")
+    w, h = meta["width"], meta["height"]
+    tr = CropTransform.load(Path(meta["frames"]) / "transform.json")
+    pad = 0.03 * h
+    fractions = []
+    for i in np.flatnonzero(index["person_found"].to_numpy())[::10]:
+        ink = cv2.imread(str(demo_labels["train"] / index["file"].iloc[i])).any(axis=2)
+        box = table.iloc[i][["box_x0", "box_y0", "box_x1", "box_y1"]].to_numpy(float).reshape(2, 2)
+        (u0, v0), (u1, v1) = tr.apply_points(box)
+        inside = np.zeros((h, w), bool)
+        inside[max(0, int(v0 - pad)):int(v1 + pad) + 1, max(0, int(u0 - pad)):int(u1 + pad) + 1] = True
+        fractions.append((ink & inside).sum() / max(1, ink.sum()))
+    assert np.median(fractions) > 0.9, fractions
