@@ -64,7 +64,7 @@ def ingest_video(spec: str, out_video: str | Path, out_meta: str | Path, *, root
 
     Raises :class:`DancepipeError` for a missing, empty, non-video or undecodable
     file. A truncated file is accepted with a warning that says how many frames could
-    be decoded and how many packets could not.
+    be decoded, how many packets could not and how many announced frames are missing.
     """
     src = resolve_input(spec, root)
     info = probe(src)
@@ -72,10 +72,11 @@ def ingest_video(spec: str, out_video: str | Path, out_meta: str | Path, *, root
     timestamps = [round(f.timestamp, 6) for f in iter_frames(src, report=report)]
     if report.decoded == 0:
         raise DancepipeError(f"{src}: no frame of the video could be decoded")
-    if report.errors:
+    if report.damaged:
         log.warning(
-            "%s: decoded %d frames; %d packets were unreadable (truncated or damaged file)",
-            src, report.decoded, report.errors,
+            "%s: decoded %d frames; %d packets were unreadable and %d announced frames are missing "
+            "(truncated or damaged file)",
+            src, report.decoded, report.errors, report.missing,
         )
     meta = info.to_dict()
     meta.update(
@@ -84,6 +85,7 @@ def ingest_video(spec: str, out_video: str | Path, out_meta: str | Path, *, root
         origin_sha256=sha256_file(src),
         frame_count=report.decoded,
         decode_errors=report.errors,
+        missing_frames=report.missing,
         timestamps=timestamps,
     )
     with atomic_path(out_video) as tmp_video, atomic_path(out_meta) as tmp_meta:

@@ -152,33 +152,70 @@ def probe(path: str | Path) -> VideoInfo:
 
 
 class DecodeReport:
-    """Counts what went wrong while decoding, filled in by :func:`iter_frames`."""
+    """Counts what went wrong while decoding, filled in by :func:`iter_frames`.
+
+    ``errors`` counts packets FFmpeg could not read or decode. ``missing`` counts
+    frames the container promises (its sample index, or for a single-stream file its
+    duration) but that never arrived: a file cut short usually just ends early
+    without any decode error, so this is how truncation shows up.
+    """
 
     def __init__(self) -> None:
         self.decoded = 0
         self.errors = 0
+        self.missing = 0
+
+    @property
+    def damaged(self) -> bool:
+        """True when packets were unreadable or frames are missing."""
+        return bool(self.errors or self.missing)
 
 
-def iter_frames(
-    path: str | Path,
-    *,
-    bgr: bool = False,
-    report: DecodeReport | None = None,
-) -> Iterator[Frame]:
-    """Yield every decodable frame of ``path`` upright, in presentation order.
+def _missing_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                    decoded: int, last_ts: float | None, first_ts: float | None) -> int:
+    """Frames the container announces beyond what was decoded (0 when it announces nothing)."""
+    if stream.frames and stream.frames > 0:
+        return max(0, int(stream.frames) - decoded)
+    rate = stream.average_rate or stream.guessed_rate
+    if not rate or last_ts is None or first_ts is None:
+        return 0
+    if stream.duration and stream.time_base:
+        total = float(stream.duration * stream.time_base)
+    elif container.duration and len(container.streams) == 1:
+        total = container.duration / 1_000_000
+    else:
+        return 0
+    gap = total - (last_ts - first_ts) - 1.0 / float(rate)
+    return max(0, int(round(gap * float(rate)))) if gap > 1.5 / float(rate) else 0
 
-    Frame indices count decoded frames from 0. Timestamps are in seconds from the
-    first frame. Corrupt packets are skipped and counted in ``report.errors``; the
-    caller decides whether to warn. Memory use is one frame at a time.
+
+@dataclasses.dataclass(frozen=True)
+class PlanarFrame:
+    """One decoded, upright frame as 8-bit YUV 4:2:0 planes, without colour conversion.
+
+    ``y`` is (H, W); ``u`` and ``v`` are (ceil(H/2), ceil(W/2)), limited range as the
+    codec stores them. They are read-only views into the decoder's buffer (rotated
+    videos give views with non-unit strides): slice what you need and copy it. This
+    exists for consumers that keep only a small crop of each frame, where converting
+    every full frame to RGB would cost more than the rest of their work.
     """
-    report = report if report is not None else DecodeReport()
+
+    index: int
+    timestamp: float
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+
+
+def _decode(path: str | Path, report: DecodeReport) -> Iterator[tuple[int, float, av.VideoFrame, int]]:
+    """Yield ``(index, timestamp, frame, rotation)`` for every decodable frame."""
     container = _open(path)
-    fmt = "bgr24" if bgr else "rgb24"
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         tb = float(stream.time_base or Fraction(1, 1000))
         t0: float | None = None
+        ts: float | None = None
         index = 0
         packets = container.demux(stream)
         while True:
@@ -198,13 +235,61 @@ def iter_frames(
                 ts = (frame.pts * tb) if frame.pts is not None else (index / float(stream.average_rate or 30))
                 if t0 is None:
                     t0 = ts
-                image = frame.to_ndarray(format=fmt)
-                image = rotate_upright(image, _normalise_rotation(getattr(frame, "rotation", 0)))
                 report.decoded += 1
-                yield Frame(index=index, timestamp=float(ts - t0), image=image)
+                yield index, float(ts - t0), frame, _normalise_rotation(getattr(frame, "rotation", 0))
                 index += 1
+        report.missing = _missing_frames(container, stream, report.decoded, ts, t0)
     finally:
         container.close()
+
+
+def iter_frames(
+    path: str | Path,
+    *,
+    bgr: bool = False,
+    report: DecodeReport | None = None,
+) -> Iterator[Frame]:
+    """Yield every decodable frame of ``path`` upright, in presentation order.
+
+    Frame indices count decoded frames from 0. Timestamps are in seconds from the
+    first frame. Corrupt packets are skipped and counted in ``report.errors``; the
+    caller decides whether to warn. Memory use is one frame at a time.
+    """
+    report = report if report is not None else DecodeReport()
+    fmt = "bgr24" if bgr else "rgb24"
+    frames = _decode(path, report)
+    try:
+        for index, ts, frame, rotation in frames:
+            image = rotate_upright(frame.to_ndarray(format=fmt), rotation)
+            yield Frame(index=index, timestamp=ts, image=image)
+    finally:
+        frames.close()
+
+
+def _plane(frame: av.VideoFrame, i: int) -> np.ndarray:
+    plane = frame.planes[i]
+    flat = np.frombuffer(plane, dtype=np.uint8)[: plane.line_size * plane.height]
+    return flat.reshape(plane.height, plane.line_size)[:, : plane.width]
+
+
+def iter_planes(path: str | Path, *, report: DecodeReport | None = None) -> Iterator[PlanarFrame]:
+    """Like :func:`iter_frames`, but yield upright YUV 4:2:0 planes (see :class:`PlanarFrame`).
+
+    Streams stored in another pixel format (4:2:2, 10-bit, full-range ``yuvj``) are
+    converted to 8-bit ``yuv420p`` by FFmpeg first; the common ``yuv420p`` case is
+    zero-copy. Indices, timestamps and error counting match :func:`iter_frames`.
+    """
+    report = report if report is not None else DecodeReport()
+    frames = _decode(path, report)
+    try:
+        for index, ts, frame, rotation in frames:
+            if frame.format.name != "yuv420p":
+                frame = frame.reformat(format="yuv420p")
+            k = (rotation // 90) % 4
+            y, u, v = (np.rot90(_plane(frame, i), k) if k else _plane(frame, i) for i in range(3))
+            yield PlanarFrame(index=index, timestamp=ts, y=y, u=u, v=v)
+    finally:
+        frames.close()
 
 
 _DONE = object()
