@@ -118,16 +118,31 @@ def plan_transform(df: pd.DataFrame, src_width: int, src_height: int, cfg: Frame
 
 
 def _crop_plane(plane: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int], fill: int) -> np.ndarray:
-    """Crop ``plane`` to ``box`` = (x0, y0, x1, y1) (may reach outside; filled) and resize to ``size``."""
+    """Crop ``plane`` to ``box`` = (x0, y0, x1, y1) (may reach outside; filled) and resize to ``size``.
+
+    Only the part of the box inside the picture is resized, straight to its share of the
+    output, and pasted into a canvas of ``fill``: padding a crop that reaches far past
+    the frame at full resolution would cost more than decoding it.
+    """
     h, w = plane.shape
     x0, y0, x1, y1 = box
-    crop = plane[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
-    if crop.strides[1] != 1:  # rotated view: copy just the crop into a plain array
-        crop = np.ascontiguousarray(crop)
-    pads = (max(0, -y0), max(0, y1 - h), max(0, -x0), max(0, x1 - w))
-    if any(pads):
-        crop = cv2.copyMakeBorder(crop, *pads, cv2.BORDER_CONSTANT, value=fill)
-    return area_resize(crop, size)
+    cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if (cx0, cy0, cx1, cy1) == (x0, y0, x1, y1):
+        crop = plane[y0:y1, x0:x1]
+        if crop.strides[1] != 1:  # rotated view: copy just the crop into a plain array
+            crop = np.ascontiguousarray(crop)
+        return area_resize(crop, size)
+    out_w, out_h = size
+    sx, sy = out_w / (x1 - x0), out_h / (y1 - y0)
+    ox0, ox1 = int(round((cx0 - x0) * sx)), int(round((cx1 - x0) * sx))
+    oy0, oy1 = int(round((cy0 - y0) * sy)), int(round((cy1 - y0) * sy))
+    canvas = np.full((out_h, out_w), fill, dtype=plane.dtype)
+    if cx1 > cx0 and cy1 > cy0 and ox1 > ox0 and oy1 > oy0:
+        crop = plane[cy0:cy1, cx0:cx1]
+        if crop.strides[1] != 1:
+            crop = np.ascontiguousarray(crop)
+        canvas[oy0:oy1, ox0:ox1] = area_resize(crop, (ox1 - ox0, oy1 - oy0))
+    return canvas
 
 
 def area_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
