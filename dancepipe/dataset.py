@@ -1,0 +1,180 @@
+"""Training data: target frames + their label images, split in time, served as pairs.
+
+The split is by order: the first ``1 - holdout_fraction`` of the frames train, the
+tail is held out for evaluation and never trained on. A training sample is a pair of
+consecutive frames (t, t+1) inside the training part, both with a detected person
+(a pair whose label is blank would teach the generator to invent a person from
+nothing). Frames are small, so all of them are decoded once into uint8 tensors; a
+batch is a gather from memory, turned into floats on the training device.
+
+Batches are a pure function of (seed, step): a permutation of the pairs per epoch,
+cut into consecutive global batches, each rank taking its own contiguous share. So a
+resumed run sees exactly the batches an uninterrupted one would, and N ranks with
+batch b see the same samples as one process with batch N·b.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from dancepipe.errors import DancepipeError
+from dancepipe.keypoints import read_table
+
+log = logging.getLogger(__name__)
+
+MIN_TRAIN_FRAMES = 4
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """All frames of the target clip in memory, with the time split and the training pairs."""
+
+    frames: list[int]          # frame index of each row, ascending
+    labels: torch.Tensor       # (N, 3, H, W) uint8 label images
+    images: torch.Tensor       # (N, 3, H, W) uint8 real frames
+    n_train: int               # rows [0, n_train) train, the rest is held out
+    pairs: np.ndarray          # row i such that (i, i+1) is a training pair
+    fingerprint: str           # sha256 of the index tables and every image file
+
+    @property
+    def split(self) -> dict[str, list[int]]:
+        return {"train_frames": self.frames[: self.n_train], "holdout_frames": self.frames[self.n_train:]}
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the images."""
+        return int(self.images.shape[2]), int(self.images.shape[3])
+
+
+def split_point(n: int, holdout_fraction: float) -> int:
+    """Number of leading frames used for training out of ``n``."""
+    return int(np.floor(n * (1.0 - holdout_fraction) + 1e-9))
+
+
+def _read_index(directory: Path, what: str) -> pd.DataFrame:
+    index = directory / "index.parquet"
+    if not index.is_file():
+        raise DancepipeError(f"{index}: {what} index does not exist (run the {what} stage first)")
+    df, _ = read_table(index)
+    for col in ("frame", "file"):
+        if col not in df.columns:
+            raise DancepipeError(f"{index}: column '{col}' is missing")
+    return df
+
+
+def _read_rgb(path: Path, shape: tuple[int, int] | None) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DancepipeError(f"{path}: missing or not a readable image")
+    if shape is not None and img.shape[:2] != shape:
+        raise DancepipeError(f"{path}: image is {img.shape[1]}x{img.shape[0]}, expected {shape[1]}x{shape[0]}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def load_training_data(frames_dir: str | Path, labels_dir: str | Path, holdout_fraction: float) -> TrainingData:
+    """Read ``data/frames/target`` + ``data/labels/train`` and split them in time."""
+    frames_dir, labels_dir = Path(frames_dir), Path(labels_dir)
+    fdf = _read_index(frames_dir, "frames")
+    ldf = _read_index(labels_dir, "labels")
+    merged = fdf[["frame", "file"]].merge(
+        ldf[["frame", "file", "person_found"]], on="frame", suffixes=("_img", "_lbl"), validate="one_to_one",
+    ).sort_values("frame", kind="stable").reset_index(drop=True)
+    n = len(merged)
+    n_train = split_point(n, holdout_fraction)
+    if n_train < MIN_TRAIN_FRAMES:
+        raise DancepipeError(
+            f"{frames_dir}: clip too short to train on: {n} frames with labels leave {n_train} training frames "
+            f"after holding out train.holdout_fraction={holdout_fraction} (need at least {MIN_TRAIN_FRAMES})"
+        )
+    digest = hashlib.sha256()
+    for d in (frames_dir, labels_dir):
+        digest.update((d / "index.parquet").read_bytes())
+    images, labels, shape = [], [], None
+    for row in merged.itertuples(index=False):
+        for col, out in (("file_img", images), ("file_lbl", labels)):
+            path = (frames_dir if col == "file_img" else labels_dir) / getattr(row, col)
+            arr = _read_rgb(path, shape)
+            shape = arr.shape[:2]
+            out.append(arr)
+            digest.update(path.read_bytes())
+    frames = merged["frame"].astype(int).tolist()
+    found = merged["person_found"].fillna(False).astype(bool).to_numpy()
+    consecutive = np.diff(np.asarray(frames)) == 1
+    ok = consecutive[: n_train - 1] & found[: n_train - 1] & found[1:n_train]
+    pairs = np.flatnonzero(ok)
+    if len(pairs) == 0:
+        raise DancepipeError(
+            f"{labels_dir}: clip too short to train on: no two consecutive training frames both show a person"
+        )
+    log.info("training data: %d frames (%d train, %d held out), %d training pairs",
+             n, n_train, n - n_train, len(pairs))
+
+    def stack(arrs: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()
+
+    return TrainingData(frames=frames, labels=stack(labels), images=stack(images), n_train=n_train,
+                        pairs=pairs, fingerprint=digest.hexdigest())
+
+
+def batch_indices(step: int, global_batch: int, n_pairs: int, seed: int) -> np.ndarray:
+    """Pair numbers of global batch ``step`` (0-based): consecutive cuts of per-epoch permutations."""
+    start = step * global_batch
+    out = []
+    for epoch in range(start // n_pairs, (start + global_batch - 1) // n_pairs + 1):
+        perm = np.random.default_rng([seed, epoch]).permutation(n_pairs)
+        lo = max(start - epoch * n_pairs, 0)
+        hi = min(start + global_batch - epoch * n_pairs, n_pairs)
+        out.append(perm[lo:hi])
+    return np.concatenate(out)
+
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class PairBatches(IterableDataset):
+    """This rank's share of the global batches for steps [start, stop): uint8 (label_t, label_t1, img_t, img_t1).
+
+    With loader workers, worker w produces the steps congruent to w modulo the worker
+    count; the DataLoader interleaves workers round-robin, so the order is unchanged.
+    """
+
+    def __init__(self, data: TrainingData, start: int, stop: int, batch_size: int, seed: int,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.data, self.start, self.stop = data, start, stop
+        self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+
+    def batch(self, step: int) -> Batch:
+        idx = batch_indices(step, self.batch_size * self.world_size, len(self.data.pairs), self.seed)
+        rows = torch.from_numpy(self.data.pairs[idx[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]])
+        d = self.data
+        return d.labels[rows], d.labels[rows + 1], d.images[rows], d.images[rows + 1]
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        for step in range(self.start + wid, self.stop, nw):
+            yield self.batch(step)
+
+
+def make_loader(batches: PairBatches, workers: int, pin_memory: bool) -> DataLoader | PairBatches:
+    """A DataLoader with workers/pinned memory, or the plain iterable when neither is wanted."""
+    if workers == 0 and not pin_memory:
+        return batches
+    return DataLoader(batches, batch_size=None, num_workers=workers, pin_memory=pin_memory,
+                      persistent_workers=False, prefetch_factor=4 if workers else None)
+
+
+def to_model_range(x: torch.Tensor, device: torch.device, memory_format: torch.memory_format) -> torch.Tensor:
+    """uint8 (B, 3, H, W) → float in [-1, 1] on ``device`` (non-blocking from pinned memory)."""
+    x = x.to(device, non_blocking=True).to(memory_format=memory_format)
+    return x.float().div_(127.5).sub_(1.0)

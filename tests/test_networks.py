@@ -1,0 +1,112 @@
+"""Network shapes, value ranges and gradient flow (tiny sizes: 32x48, ngf 8)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dancepipe.config import load_params
+from dancepipe.errors import DancepipeError
+from dancepipe.networks import (
+    DiscriminatorArch,
+    GeneratorArch,
+    PairGenerator,
+    build_discriminator,
+    build_generator,
+    init_weights,
+    temporal_pair,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _images(b: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 3, h, w, generator=g) * 2 - 1
+
+
+def _check_generator(arch: GeneratorArch, h: int, w: int) -> None:
+    g = build_generator(arch)
+    init_weights(g)
+    label, prev = _images(2, h, w), _images(2, h, w, seed=1)
+    with torch.no_grad():
+        out = g(label, prev)
+    assert out.shape == (2, 3, h, w)
+    assert out.dtype == torch.float32
+    assert out.min() >= -1 and out.max() <= 1
+    # the previous frame is an input: changing it changes the output
+    with torch.no_grad():
+        assert not torch.allclose(out, g(label, torch.zeros_like(prev)))
+
+
+def _check_discriminator(arch: DiscriminatorArch, h: int, w: int) -> None:
+    d = build_discriminator(arch)
+    outs = d(torch.randn(2, 12, h, w))
+    assert len(outs) == arch.num_d
+    for scale in outs:
+        assert len(scale) == arch.n_layers + 2
+        assert all(f.shape[0] == 2 for f in scale)
+        assert scale[-1].shape[1] == 1
+    # each coarser scale sees a smaller input, so its score map is not larger
+    areas = [s[-1].shape[2] * s[-1].shape[3] for s in outs]
+    assert areas == sorted(areas, reverse=True)
+
+
+def test_params_yaml_networks_have_the_right_shapes(repo_root) -> None:
+    params = load_params(repo_root / "params.yaml")
+    from dancepipe.train import TrainConfig
+
+    cfg = TrainConfig(**params["train"])
+    h, w = params["frames"]["height"], params["frames"]["width"]
+    _check_generator(cfg.generator_arch(), h, w)
+    _check_discriminator(cfg.discriminator_arch(), h, w)
+
+
+@pytest.mark.parametrize("local_enhancer", [False, True])
+@pytest.mark.parametrize("n_downsample,n_blocks", [(1, 0), (2, 1), (3, 2)])
+def test_generator_configs(local_enhancer: bool, n_downsample: int, n_blocks: int) -> None:
+    _check_generator(GeneratorArch(ngf=8, n_downsample=n_downsample, n_blocks=n_blocks,
+                                   local_enhancer=local_enhancer, n_blocks_local=1), 32, 48)
+
+
+@pytest.mark.parametrize("num_d,n_layers", [(1, 1), (2, 2), (3, 3)])
+def test_discriminator_configs(num_d: int, n_layers: int) -> None:
+    _check_discriminator(DiscriminatorArch(ndf=8, n_layers=n_layers, num_d=num_d), 32, 48)
+
+
+def test_size_not_divisible_is_a_clear_error() -> None:
+    g = build_generator(GeneratorArch(ngf=8, n_downsample=3, n_blocks=1, local_enhancer=True))
+    x = _images(1, 32, 40)  # 40 is not a multiple of 2**(3+1)
+    with pytest.raises(DancepipeError, match="not a multiple of 16"):
+        g(x, x)
+
+
+def test_arch_round_trips_and_rejects_unknown_keys() -> None:
+    arch = GeneratorArch(ngf=8, n_downsample=2, n_blocks=1, local_enhancer=True)
+    assert GeneratorArch.from_dict(arch.to_dict()) == arch
+    with pytest.raises(DancepipeError, match="unknown keys"):
+        GeneratorArch.from_dict({**arch.to_dict(), "ngf_typo": 3})
+
+
+@pytest.mark.parametrize("local_enhancer", [False, True])
+def test_gradients_reach_every_parameter(local_enhancer: bool) -> None:
+    torch.manual_seed(0)
+    g = build_generator(GeneratorArch(ngf=8, n_downsample=2, n_blocks=1, local_enhancer=local_enhancer,
+                                      n_blocks_local=1))
+    d = build_discriminator(DiscriminatorArch(ndf=8, n_layers=2, num_d=2))
+    init_weights(g)
+    init_weights(d)
+    lt, lt1, rt, rt1 = (_images(2, 32, 48, seed=s) for s in range(4))
+    ft, ft1 = PairGenerator(g)(lt, lt1)
+    outs = d(temporal_pair(lt, lt1, ft, ft1))
+    loss = sum(f.pow(2).mean() for scale in outs for f in scale) + (ft - rt).abs().mean() + (ft1 - rt1).abs().mean()
+    loss.backward()
+    for name, p in [*g.named_parameters(), *d.named_parameters()]:
+        assert p.grad is not None, name
+        assert p.grad.abs().sum() > 0, name

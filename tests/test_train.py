@@ -1,0 +1,254 @@
+"""The training loop, its data split and schedule, resume, and the train stage CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dancepipe.checkpoint import list_checkpoints, load_generator
+from dancepipe.dataset import batch_indices, load_training_data, split_point
+from dancepipe.errors import DancepipeError
+from dancepipe.train import (
+    TrainConfig,
+    Trainer,
+    generate_sequence,
+    lr_at,
+    mean_abs_error,
+    resolve_switches,
+    run_training,
+)
+from tests.fixtures.train import TINY_TRAIN, write_clip
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
+def clip(tmp_path) -> tuple[Path, Path]:
+    return write_clip(tmp_path / "clip", n=12)
+
+
+def _cfg(**kw) -> TrainConfig:
+    return TrainConfig(**{**TINY_TRAIN, **kw})
+
+
+# --- pure pieces -------------------------------------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 500), st.floats(0, 1))
+def test_lr_is_constant_then_decays_linearly_to_zero(steps: int, decay_start: float) -> None:
+    cfg = _cfg(steps=steps, decay_start=decay_start, lr=1e-3)
+    lrs = [lr_at(s, cfg) for s in range(steps)]
+    start = int(np.floor(decay_start * steps))
+    assert all(lr == cfg.lr for lr in lrs[:max(start, 1)])
+    assert all(b <= a for a, b in zip(lrs, lrs[1:], strict=False))
+    assert lrs[-1] > 0
+    assert lr_at(steps, cfg) == (0.0 if start < steps else cfg.lr)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 9), st.integers(0, 3))
+def test_batches_cover_each_epoch_once(n_pairs: int, batch: int, seed: int) -> None:
+    epochs = 3
+    steps = -(-epochs * n_pairs // batch)
+    stream = np.concatenate([batch_indices(s, batch, n_pairs, seed) for s in range(steps)])
+    assert all(len(batch_indices(s, batch, n_pairs, seed)) == batch for s in range(steps))
+    for e in range(epochs):
+        assert sorted(stream[e * n_pairs:(e + 1) * n_pairs].tolist()) == list(range(n_pairs))
+
+
+def test_split_keeps_the_tail_out_and_skips_frames_without_a_person(tmp_path) -> None:
+    person = [True] * 20
+    person[5] = False
+    frames, labels = write_clip(tmp_path, n=20, person=person)
+    data = load_training_data(frames, labels, holdout_fraction=0.25)
+    assert data.n_train == split_point(20, 0.25) == 15
+    assert data.split == {"train_frames": list(range(15)), "holdout_frames": list(range(15, 20))}
+    # pairs (i, i+1) lie inside the training part and never touch frame 5
+    assert data.pairs.max() + 1 < 15
+    assert 4 not in data.pairs and 5 not in data.pairs
+    assert len(data.pairs) == 14 - 2
+    assert data.labels.dtype == torch.uint8 and data.images.shape == (20, 3, 32, 48)
+
+
+def test_too_short_clip_is_a_clear_error(tmp_path) -> None:
+    frames, labels = write_clip(tmp_path, n=4)
+    with pytest.raises(DancepipeError, match="clip too short to train on"):
+        load_training_data(frames, labels, holdout_fraction=0.1)
+
+
+def test_config_errors_name_the_key_and_the_choices(tmp_path) -> None:
+    from dancepipe.config import build_config
+
+    with pytest.raises(DancepipeError, match="'train.gan_loss'.*'lsgan' or 'hinge'"):
+        build_config(TrainConfig, {"gan_loss": "wgan"}, section="train")
+    with pytest.raises(DancepipeError, match="unknown key 'train.ngff'"):
+        build_config(TrainConfig, {"ngff": 3}, section="train")
+
+
+def test_auto_switches_are_off_on_cpu() -> None:
+    sw = resolve_switches(TrainConfig(), torch.device("cpu"))
+    assert (sw.amp, sw.channels_last, sw.compile, sw.workers, sw.pin_memory) == (False, False, False, 0, False)
+    sw = resolve_switches(TrainConfig(amp="bf16", channels_last=True, workers=1), torch.device("cpu"))
+    assert sw.amp and sw.channels_last and sw.workers == 1
+
+
+# --- real training ------------------------------------------------------------------------------
+
+def _run(cfg: TrainConfig, frames: Path, labels: Path, root: Path):
+    return run_training(cfg, frames, labels, root / "generator.pt", root / "ck", root / "live")
+
+
+def test_seeded_cpu_runs_are_repeatable(clip, tmp_path) -> None:
+    cfg = _cfg(steps=4)
+    _run(cfg, *clip, tmp_path / "a")
+    _run(cfg, *clip, tmp_path / "b")
+    ga, meta = load_generator(tmp_path / "a" / "generator.pt")
+    gb, _ = load_generator(tmp_path / "b" / "generator.pt")
+    for (k, va), vb in zip(ga.state_dict().items(), gb.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+    assert meta["step"] == 4 and meta["train"]["holdout_fraction"] == cfg.holdout_fraction
+    assert meta["split"]["holdout_frames"] == [10, 11]
+    # a different seed is a different run
+    _run(_cfg(steps=4, seed=1), *clip, tmp_path / "c")
+    gc, _ = load_generator(tmp_path / "c" / "generator.pt")
+    assert not torch.equal(next(iter(ga.state_dict().values())), next(iter(gc.state_dict().values())))
+
+
+def test_outputs_for_dvc_plots_and_metrics(clip, tmp_path) -> None:
+    import json
+
+    _run(_cfg(steps=6, sample_every=3), *clip, tmp_path)
+    live = tmp_path / "live"
+    metrics = json.loads((live / "metrics.json").read_text())
+    assert metrics["step"] == 6 and {"loss_g", "loss_d", "train_l1", "holdout_l1"} <= set(metrics)
+    tsv = pd.read_csv(live / "plots" / "metrics" / "loss_g.tsv", sep="\t")
+    assert tsv["step"].tolist() == [1, 2, 3, 4, 5, 6]
+    grids = sorted((live / "plots" / "images" / "samples").glob("*.png"))
+    assert [g.name for g in grids] == ["step_000003.png", "step_000006.png"]
+    grid = cv2.imread(str(grids[0]))
+    assert grid.shape == (3 * 32, 3 * 48, 3)  # rows: two training frames + one held-out; label|generated|real
+    assert list_checkpoints(tmp_path / "ck") == [3]
+
+
+def test_resume_only_with_the_same_params(clip, tmp_path) -> None:
+    cfg = _cfg(steps=6, checkpoint_every=2)
+    first = _run(cfg, *clip, tmp_path)
+    assert first.resumed_from == 0 and list_checkpoints(tmp_path / "ck") == [2, 4]
+    again = _run(cfg, *clip, tmp_path)
+    assert again.resumed_from == 4 and again.step == 6
+    other = _run(_cfg(steps=6, checkpoint_every=2, lr=1e-4), *clip, tmp_path)
+    assert other.resumed_from == 0
+
+
+def _real_subset(frames_dir: Path, labels_dir: Path, root: Path, n: int, size: tuple[int, int]) -> tuple[Path, Path]:
+    """The first ``n`` demo frames/labels with a person, resized to ``size`` (w, h), in the same format."""
+    from dancepipe.keypoints import read_table
+
+    fdf, _ = read_table(frames_dir / "index.parquet")
+    ldf, _ = read_table(labels_dir / "index.parquet")
+    df = fdf.merge(ldf[["frame", "file", "person_found"]], on="frame", suffixes=("", "_lbl"))
+    df = df[df["person_found_lbl"]].head(n)
+    out_f, out_l = root / "frames", root / "labels"
+    out_f.mkdir(parents=True)
+    out_l.mkdir(parents=True)
+    for src, dst, col, interp in ((frames_dir, out_f, "file", cv2.INTER_AREA), (labels_dir, out_l, "file_lbl",
+                                                                                  cv2.INTER_NEAREST)):
+        for name in df[col]:
+            cv2.imwrite(str(dst / name), cv2.resize(cv2.imread(str(src / name)), size, interpolation=interp))
+    df = df.assign(frame=np.arange(len(df)))  # consecutive, as the loop pairs neighbours
+    df[["frame", "file", "timestamp", "person_found"]].to_parquet(out_f / "index.parquet", index=False)
+    df[["frame", "file_lbl", "person_found_lbl"]].rename(
+        columns={"file_lbl": "file", "person_found_lbl": "person_found"}).to_parquet(out_l / "index.parquet", index=False)
+    return out_f, out_l
+
+
+@pytest.mark.slow
+def test_overfits_a_handful_of_real_demo_frames(demo_frames, demo_labels, tmp_path) -> None:
+    frames, labels = _real_subset(Path(demo_frames["target"]), Path(demo_labels["train"]), tmp_path, n=6, size=(32, 48))
+    cfg = _cfg(steps=60, batch_size=2, ngf=16, n_blocks=2, holdout_fraction=0.0, lambda_l1=20.0,
+               checkpoint_every=1000, sample_every=1000)
+    data = load_training_data(frames, labels, 0.0)
+    untrained = Trainer(cfg, torch.device("cpu"), resolve_switches(cfg, torch.device("cpu")), None)
+    before = mean_abs_error(generate_sequence(untrained.g, data.labels, torch.device("cpu")), data.images)
+    result = _run(cfg, frames, labels, tmp_path / "run")
+    after = result.metrics["train_l1"]
+    assert after < 0.6 * before, (before, after)
+
+
+# --- the stage ----------------------------------------------------------------------------------
+
+def _params(tmp_path: Path, **train) -> Path:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"].update({**TINY_TRAIN, **train})
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def _stage_args(clip: tuple[Path, Path], root: Path, params: Path) -> list[str]:
+    return ["--frames", str(clip[0]), "--labels", str(clip[1]), "--out", str(root / "generator.pt"),
+            "--checkpoints", str(root / "ck"), "--logdir", str(root / "live"), "--params", str(params)]
+
+
+def test_stage_reports_bad_params_and_short_clips(tmp_path) -> None:
+    from stages.train import main
+
+    clip = write_clip(tmp_path / "short", n=4)
+    res = CliRunner().invoke(main, _stage_args(clip, tmp_path, _params(tmp_path, feature_net="vgg16")))
+    assert res.exit_code == 1
+    assert "train.feature_net" in res.output and "'pose_backbone'" in res.output
+    res = CliRunner().invoke(main, _stage_args(clip, tmp_path, _params(tmp_path)))
+    assert res.exit_code == 1 and "clip too short to train on" in res.output
+    assert not (tmp_path / "generator.pt").exists()
+
+
+@pytest.mark.slow
+def test_killed_stage_resumes_and_finishes(clip, tmp_path) -> None:
+    steps = 60
+    params = _params(tmp_path, steps=steps, checkpoint_every=5, sample_every=1000)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, str(REPO / "stages" / "train.py"), *_stage_args(clip, tmp_path, params)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not list_checkpoints(tmp_path / "ck"):
+        assert proc.poll() is None, proc.stdout.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "generator.pt").exists(), "the run finished before it could be killed"
+    killed_at = list_checkpoints(tmp_path / "ck")[-1]
+    assert killed_at < steps
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"resumed from step {killed_at}" in done.stdout
+    g, meta = load_generator(tmp_path / "generator.pt")
+    assert meta["step"] == steps
+    # the resumed run ends where an uninterrupted one does
+    ref = _run(TrainConfig(**yaml.safe_load(params.read_text())["train"]), *clip, tmp_path / "ref")
+    assert ref.step == steps
+    g_ref, _ = load_generator(tmp_path / "ref" / "generator.pt")
+    for (k, a), b in zip(g.state_dict().items(), g_ref.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
