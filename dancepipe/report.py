@@ -1,0 +1,214 @@
+"""``outputs/report.html``: one self-contained page summarising a run.
+
+Everything is inline (CSS and images as base64 PNG), so the file can be opened
+offline, attached to an issue or archived next to the metrics. Figures are drawn with
+matplotlib's Agg backend (no display needed). Sections: key metrics, sample frames
+(label | generated | real for the held-out frames; label | generated for the
+transfer), per-frame series, and the training curves read from dvclive's TSV files
+(``dvclive/train/plots/metrics/*.tsv``) when they exist — a note says so when not.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from dancepipe.atomic import atomic_path
+
+if TYPE_CHECKING:
+    from dancepipe.evaluate import Evaluation
+
+# What each metric means, shown next to its value (and in the docs).
+METRIC_HELP: dict[str, str] = {
+    "frames": "frames evaluated",
+    "ssim": "structural similarity to the real frame, whole frame (1 = identical)",
+    "psnr": "peak signal-to-noise ratio to the real frame, dB (higher is better, capped at 100)",
+    "ssim_box": "SSIM inside the subject's box",
+    "psnr_box": "PSNR inside the subject's box, dB",
+    "pose_distance": "mean keypoint distance of the detected pose to the conditioning pose, / body height",
+    "no_person_rate": "share of generated frames where the pose model found nobody",
+    "detection_rate": "share of generated frames where the pose model found a person",
+    "warp_error": "temporal warping error between consecutive outputs (0..1, lower = steadier)",
+    "warp_error_real": "the same warping error on the real frames (the floor for this flow)",
+}
+
+
+def png_base64(image: np.ndarray) -> str:
+    """(H, W, 3) uint8 RGB → base64 PNG string."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def _figure_base64(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _img(b64: str, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _strip(panels: Sequence[np.ndarray], scale: int = 2) -> np.ndarray:
+    h = max(p.shape[0] for p in panels)
+    fitted = [p if p.shape[0] == h else cv2.resize(p, (int(p.shape[1] * h / p.shape[0]), h)) for p in panels]
+    strip = np.concatenate(fitted, axis=1)
+    if scale != 1 and strip.shape[0] < 256:
+        strip = cv2.resize(strip, (strip.shape[1] * scale, strip.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
+    return strip
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def metrics_table(summary: dict[str, Any]) -> str:
+    """An HTML table of one metrics dict with the meaning of each key."""
+    rows = "".join(
+        f"<tr><td><code>{html.escape(k)}</code></td><td>{_fmt(v)}</td><td>{html.escape(METRIC_HELP.get(k, ''))}</td></tr>"
+        for k, v in summary.items()
+    )
+    return f"<table><tr><th>metric</th><th>value</th><th>meaning</th></tr>{rows}</table>"
+
+
+def training_curves(directory: str | Path | None) -> tuple[str | None, str]:
+    """Plot every dvclive ``*.tsv`` series under ``directory`` (x = step); (base64 PNG, note)."""
+    if directory is None:
+        return None, "No training log directory was given."
+    d = Path(directory)
+    files = sorted(d.rglob("*.tsv")) if d.is_dir() else []
+    if not files:
+        return None, f"No training curves found under {d} (the train stage logs them with dvclive)."
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: list[tuple[str, pd.DataFrame]] = []
+    for f in files:
+        try:
+            df = pd.read_csv(f, sep="\t")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+            continue
+        if "step" in df.columns and len(df.columns) >= 2 and len(df):
+            series.append((str(f.relative_to(d).with_suffix("")), df))
+    if not series:
+        return None, f"The files under {d} hold no readable step series."
+    cols = min(3, len(series))
+    rows = math.ceil(len(series) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), squeeze=False)
+    for ax, (name, df) in zip(axes.flat, series, strict=False):
+        ycol = [c for c in df.columns if c not in ("step", "timestamp")][-1]
+        ax.plot(df["step"], df[ycol], lw=1)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(series):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _figure_base64(fig), f"{len(series)} series from {d}."
+
+
+def per_frame_figure(df: pd.DataFrame, columns: Sequence[str], title: str) -> str | None:
+    """Small multiples of per-frame series (x = frame); None when there is nothing to draw."""
+    cols = [c for c in columns if c in df.columns and df[c].notna().any()]
+    if not cols or len(df) == 0:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 2.4), squeeze=False)
+    for ax, c in zip(axes.flat, cols, strict=True):
+        ax.plot(df["frame"], df[c], ".-", lw=1, ms=3)
+        ax.set_title(c, fontsize=9)
+        ax.set_xlabel("frame", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _figure_base64(fig)
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;font-size:.9em}
+th{background:#f4f4f4}img{max-width:100%;image-rendering:pixelated;margin:.3em 0}
+.sample{display:inline-block;margin:0 1em 1em 0;font-size:.85em;color:#555}.note{color:#666;font-size:.9em}
+"""
+
+
+def render_html(
+    *,
+    holdout: Evaluation,
+    transfer: Evaluation,
+    train_curves: str | Path | None = None,
+    notes: Sequence[str] = (),
+) -> str:
+    """The report page as a string (see the module docstring)."""
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>dancepipe report</title>",
+             f"<style>{_CSS}</style></head><body><h1>dancepipe report</h1>"]
+    if notes:
+        parts.append("<ul class='note'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes if n) + "</ul>")
+    parts.append("<h2>Self-reenactment on held-out target frames</h2>")
+    parts.append("<p class='note'>The target's own labels for frames never used in training, generated "
+                 "sequentially and compared with the real frames.</p>")
+    parts.append(metrics_table(holdout.summary))
+    parts.append("<h2>Transfer video</h2>")
+    parts.append(metrics_table(transfer.summary))
+    parts.append("<h2>Sample frames</h2><p class='note'>Held out: label | generated | real.</p>")
+    for frame, panels in holdout.samples:
+        parts.append(f"<div class='sample'>{_img(png_base64(_strip(panels)), f'holdout frame {frame}')}"
+                     f"<br>frame {frame}</div>")
+    if transfer.samples:
+        parts.append("<p class='note'>Transfer: normalised source label | generated.</p>")
+        for frame, panels in transfer.samples:
+            parts.append(f"<div class='sample'>{_img(png_base64(_strip(panels)), f'transfer frame {frame}')}"
+                         f"<br>frame {frame}</div>")
+    parts.append("<h2>Per-frame series</h2>")
+    for df, cols, title in (
+        (holdout.per_frame, ("ssim", "psnr", "pose_distance", "warp_error"), "held-out frames"),
+        (transfer.per_frame, ("pose_distance", "person_found", "warp_error"), "transfer"),
+    ):
+        fig = per_frame_figure(df, cols, title)
+        parts.append(_img(fig, title) if fig else f"<p class='note'>No per-frame data for {title}.</p>")
+    parts.append("<h2>Training curves</h2>")
+    curves, note = training_curves(train_curves)
+    if curves:
+        parts.append(_img(curves, "training curves"))
+    parts.append(f"<p class='note'>{html.escape(note)}</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def write_report(
+    path: str | Path,
+    *,
+    holdout: Evaluation,
+    transfer: Evaluation,
+    train_curves: str | Path | None = None,
+    notes: Sequence[str] = (),
+) -> None:
+    """Write the report atomically."""
+    text = render_html(holdout=holdout, transfer=transfer, train_curves=train_curves, notes=notes)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -1,0 +1,52 @@
+"""render: the target performing the source's motion, as H.264 MP4 with the source's audio."""
+
+from __future__ import annotations
+
+import click
+
+from dancepipe.cli import PARAMS_OPTION, progress, stage_command
+from dancepipe.config import load_config
+from dancepipe.render import RenderConfig, count_frames, run_render
+
+_FILE = click.Path(dir_okay=False)
+_DIR = click.Path(file_okay=False)
+
+
+@click.command()
+@click.option("--generator", "generator_path", type=_FILE, required=True,
+              help="trained generator checkpoint (models/generator.pt).")
+@click.option("--face", "face_path", type=_FILE, required=True,
+              help="face GAN checkpoint (models/face.pt); a disabled one renders without face refinement.")
+@click.option("--labels", "labels_dir", type=_DIR, required=True,
+              help="normalised source labels directory (data/labels/transfer).")
+@click.option("--source-video", type=_FILE, required=True,
+              help="the ingested source video: frame rate and audio track (data/videos/source.mp4).")
+@click.option("--source-frames", "source_frames_dir", type=_DIR, required=True,
+              help="the source's cropped frames for the side-by-side video (data/frames/source).")
+@click.option("--out", type=_FILE, required=True, help="transfer video to write (outputs/transfer.mp4).")
+@click.option("--side-by-side", "side_by_side_out", type=_FILE, required=True,
+              help="side-by-side video to write: source | stick figure | generated (outputs/side_by_side.mp4).")
+@PARAMS_OPTION
+@stage_command
+def main(generator_path: str, face_path: str, labels_dir: str, source_video: str, source_frames_dir: str,
+         out: str, side_by_side_out: str, params_path: str) -> None:
+    """Render the transfer labels through the generator and encode the videos."""
+    cfg = load_config("render", params_path)
+    assert isinstance(cfg, RenderConfig)
+    with progress(count_frames(labels_dir), "render") as advance:
+        result = run_render(
+            cfg, generator_path=generator_path, face_path=face_path, labels_dir=labels_dir,
+            source_video=source_video, source_frames_dir=source_frames_dir, out=out,
+            side_by_side_out=side_by_side_out, progress=advance,
+        )
+    t = result.timing
+    click.echo(
+        f"render: {result.frames} frames {result.width}x{result.height} at {result.fps:.3f} fps, "
+        f"audio {'copied' if result.audio else 'none (source has no audio)'}; {result.face_note}; "
+        f"{t.frames / max(t.total, 1e-9):.1f} frames/s, {t.outside_generator:.0%} of the time outside the generator; "
+        f"wrote {', '.join(result.outputs)}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""H.264 writing and audio carry-over, checked by decoding what was written."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from dancepipe.encode import fps_fraction, mp4_writer
+from dancepipe.errors import DancepipeError
+from dancepipe.video import iter_frames, probe
+from tests.conftest import write_video
+
+
+def _frames(n: int, h: int = 48, w: int = 64) -> list[np.ndarray]:
+    return [np.full((h, w, 3), (i * 12) % 256, np.uint8) for i in range(n)]
+
+
+def _audio_seconds(path) -> float:
+    with av.open(str(path)) as c:
+        s = c.streams.audio[0]
+        return sum(f.samples for f in c.decode(s)) / s.rate
+
+
+def test_writes_h264_yuv420p_at_the_given_rate_without_audio(tmp_path):
+    out = tmp_path / "out.mp4"
+    with mp4_writer(out, width=64, height=48, fps=Fraction(30000, 1001), crf=10) as w:
+        for img in _frames(12):
+            w.write(img)
+    info = probe(out)
+    assert (info.codec, info.width, info.height, info.frame_count) == ("h264", 64, 48, 12)
+    assert info.fps == pytest.approx(30000 / 1001)
+    assert not info.has_audio
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
+    decoded = [f.image for f in iter_frames(out)]
+    assert len(decoded) == 12
+    assert abs(int(decoded[5].mean()) - 60) <= 2
+
+
+def test_odd_sizes_are_padded_to_even(tmp_path):
+    out = tmp_path / "odd.mp4"
+    with mp4_writer(out, width=33, height=21, fps=10) as w:
+        for img in _frames(3, 21, 33):
+            w.write(img)
+    info = probe(out)
+    assert (info.width, info.height) == (34, 22)
+
+
+def test_aac_audio_is_copied_and_trimmed_to_the_video(tmp_path):
+    src = write_video(tmp_path / "tone.mp4", _frames(20), fps=10, audio_tone_hz=440.0)
+    out = tmp_path / "out.mp4"
+    with mp4_writer(out, width=64, height=48, fps=10, audio_from=src) as w:
+        for img in _frames(15):  # shorter than the source: audio stops with the video
+            w.write(img)
+    info = probe(out)
+    assert info.has_audio and info.audio_codec == "aac"
+    assert 1.4 <= _audio_seconds(out) <= 1.6
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        src_packets = [bytes(p) for p in a.demux(a.streams.audio[0]) if p.size][:10]
+        out_packets = [bytes(p) for p in b.demux(b.streams.audio[0]) if p.size][:10]
+    assert src_packets == out_packets  # remuxed, not re-encoded
+
+
+def test_audio_that_mp4_cannot_hold_is_reencoded_to_aac(tmp_path):
+    src = tmp_path / "pcm.mkv"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=10)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = c.add_stream("pcm_s16le", rate=8000)
+        a.layout = "mono"
+        for img in _frames(10):
+            for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+        tone = (3000 * np.sin(np.arange(8000) / 8000 * 2 * np.pi * 300)).astype(np.int16)[None]
+        for start in range(0, 8000, 800):
+            f = av.AudioFrame.from_ndarray(tone[:, start:start + 800], format="s16", layout="mono")
+            f.sample_rate, f.pts = 8000, start
+            for p in a.encode(f):
+                c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    out = tmp_path / "out.mp4"
+    with mp4_writer(out, width=64, height=48, fps=10, audio_from=src) as w:
+        for img in _frames(10):
+            w.write(img)
+    info = probe(out)
+    assert info.audio_codec == "aac"
+    assert 0.9 <= _audio_seconds(out) <= 1.2
+
+
+def test_failure_leaves_no_file_behind(tmp_path):
+    out = tmp_path / "out.mp4"
+    with pytest.raises(DancepipeError, match="expected"):
+        with mp4_writer(out, width=64, height=48, fps=10) as w:
+            w.write(_frames(1)[0])
+            w.write(np.zeros((10, 10, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DancepipeError, match="no frames"):
+        with mp4_writer(out, width=64, height=48, fps=10):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fps_fraction_snaps_ntsc_rates():
+    assert fps_fraction(29.97002997) == Fraction(30000, 1001)
+    assert fps_fraction(60.0) == 60
+    with pytest.raises(DancepipeError):
+        fps_fraction(0.0)

@@ -1,0 +1,144 @@
+"""Quality measures on cases with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dancepipe import metrics as M
+
+
+def _texture(h: int = 64, w: int = 80, seed: int = 0) -> np.ndarray:
+    """A smooth random RGB texture (Farnebäck needs gradients everywhere)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.random((h // 4, w // 4, 3)).astype(np.float32)
+    img = cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC)
+    img = cv2.GaussianBlur(img, (0, 0), 1.5)
+    img = (img - img.min()) / (img.max() - img.min())
+    return (img * 255).astype(np.uint8)
+
+
+def _pose(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    kps = np.zeros((17, 3), np.float32)
+    kps[:, 0] = rng.uniform(10, 90, 17)
+    kps[:, 1] = np.linspace(5, 150, 17)
+    kps[:, 2] = 0.9
+    return kps
+
+
+def test_identical_images_have_ssim_one_and_capped_psnr():
+    img = _texture()
+    assert M.ssim(img, img) == pytest.approx(1.0, abs=1e-12)
+    assert M.psnr(img, img) == M.PSNR_CAP
+    assert math.isfinite(M.psnr(img, img))
+
+
+def test_psnr_matches_the_formula_and_ssim_drops_with_noise():
+    img = _texture()
+    noisy = np.clip(img.astype(np.int16) + 4, 0, 255).astype(np.uint8)
+    mse = np.mean((img.astype(float) - noisy.astype(float)) ** 2)
+    assert M.psnr(img, noisy) == pytest.approx(10 * math.log10(255**2 / mse))
+    rng = np.random.default_rng(1)
+    heavy = np.clip(img + rng.normal(0, 40, img.shape), 0, 255).astype(np.uint8)
+    assert M.ssim(img, noisy) > M.ssim(img, heavy)
+    assert M.ssim(img, heavy) < 0.8
+    assert M.psnr(img, heavy) < M.psnr(img, noisy)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_ssim_is_symmetric_and_bounded(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, (16, 20, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (16, 20, 3), dtype=np.uint8)
+    s = M.ssim(a, b)
+    assert -1.0 <= s <= 1.0
+    assert s == pytest.approx(M.ssim(b, a))
+    assert 0 <= M.psnr(a, b) <= M.PSNR_CAP
+
+
+def test_mismatched_shapes_are_rejected():
+    with pytest.raises(ValueError, match="differ in shape"):
+        M.ssim(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 3), np.uint8))
+
+
+def test_shifted_copy_with_the_correct_flow_has_zero_warping_error():
+    big = _texture(80, 100)
+    dx, dy = 3, 2
+    prev = big[8:72, 8:88]
+    cur = big[8 - dy:72 - dy, 8 - dx:88 - dx]  # content moved right by dx, down by dy
+    flow = np.zeros(prev.shape[:2] + (2,), np.float32)
+    flow[..., 0], flow[..., 1] = -dx, -dy  # cur(p) = prev(p - d)
+    assert M.warp_error(prev, cur, flow) == pytest.approx(0.0, abs=1e-6)
+    # without motion compensation the same pair is clearly inconsistent
+    assert M.warp_error(prev, cur, np.zeros_like(flow)) > 0.02
+
+
+def test_farneback_recovers_a_shift_and_temporal_error_is_small():
+    big = _texture(80, 100, seed=3)
+    prev = big[8:72, 8:88]
+    cur = big[6:70, 5:85]  # moved by (+3, +2)
+    flow = M.farneback_flow(cur, prev)
+    inner = flow[12:-12, 12:-12].reshape(-1, 2)
+    assert np.median(inner[:, 0]) == pytest.approx(-3, abs=0.3)
+    assert np.median(inner[:, 1]) == pytest.approx(-2, abs=0.3)
+    err = M.temporal_error(prev, cur, (prev, cur))
+    flicker = np.clip(cur.astype(np.int16) + 30, 0, 255).astype(np.uint8)
+    assert err < 0.02
+    assert M.temporal_error(prev, flicker, (prev, cur)) > err + 0.05
+
+
+def test_warp_marks_samples_outside_the_picture():
+    img = _texture(10, 10)
+    flow = np.zeros((10, 10, 2), np.float32)
+    flow[..., 0] = 4
+    _, inside = M.warp(img, flow)
+    assert inside[:, :6].all() and not inside[:, 6:].any()
+
+
+def test_pose_distance_zero_for_same_keypoints_and_scales_with_offset():
+    kps = _pose()
+    assert M.pose_distance(kps, kps) == 0.0
+    moved = kps.copy()
+    moved[:, 0] += 14.5
+    assert M.pose_distance(moved, kps) == pytest.approx(14.5 / M.body_height(kps))
+    assert math.isnan(M.pose_distance(None, kps))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.floats(0.25, 4.0))
+def test_pose_distance_is_scale_invariant_and_ignores_missing_points(seed, scale):
+    kps = _pose(seed)
+    rng = np.random.default_rng(seed)
+    pred = kps.copy()
+    pred[:, :2] += rng.normal(0, 3, (17, 2))
+    pred[rng.random(17) < 0.3, :2] = np.nan
+    d = M.pose_distance(pred, kps)
+    scaled_pred, scaled_ref = pred.copy(), kps.copy()
+    scaled_pred[:, :2] *= scale
+    scaled_ref[:, :2] *= scale
+    if np.isnan(d):
+        assert np.isnan(M.pose_distance(scaled_pred, scaled_ref))
+    else:
+        assert M.pose_distance(scaled_pred, scaled_ref) == pytest.approx(d, rel=1e-6)
+
+
+def test_subject_box_pads_and_clips():
+    kps = np.full((17, 3), np.nan, np.float32)
+    kps[0] = (50, 20, 1)
+    kps[15] = (60, 120, 1)
+    assert M.subject_box(kps, 200, 200, pad=0.1) == (40, 10, 70, 130)
+    assert M.subject_box(kps, 64, 125, pad=0.1) == (40, 10, 64, 125)
+    kps[15] = np.nan
+    assert M.subject_box(kps, 200, 200) is None
+
+
+def test_nanmean_ignores_missing_and_returns_none_when_empty():
+    assert M.nanmean([1.0, float("nan"), 3.0]) == 2.0
+    assert M.nanmean([float("nan")]) is None
