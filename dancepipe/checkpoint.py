@@ -49,7 +49,7 @@ def read_file(path: str | Path, expected_format: str) -> dict[str, Any]:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except FileNotFoundError as e:
         raise DancepipeError(f"{p}: file does not exist (run the train stage first)") from e
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError) as e:
         # weights_only refuses anything but tensors and plain containers, so foreign pickles end here too
         raise DancepipeError(f"{p}: not a readable dancepipe checkpoint ({e.__class__.__name__})") from e
     if not isinstance(obj, dict) or obj.get("format") != expected_format:

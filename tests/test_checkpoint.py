@@ -46,6 +46,10 @@ def test_load_rejects_foreign_and_broken_files(tmp_path) -> None:
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(DancepipeError, match="not a readable dancepipe checkpoint"):
         ckpt.load_generator(junk)
+    text = tmp_path / "text.pt"  # a text file: torch's unpickler fails with a KeyError here
+    text.write_text("hello world\n")
+    with pytest.raises(DancepipeError, match="not a readable dancepipe checkpoint"):
+        ckpt.load_generator(text)
     other = tmp_path / "other.pt"
     torch.save({"format": "something/1", "state_dict": {}}, other)
     with pytest.raises(DancepipeError, match="expected a 'dancepipe.generator/1' file"):
