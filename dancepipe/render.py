@@ -117,13 +117,16 @@ def load_rgb(path: str | Path) -> np.ndarray:
 
 
 def face_boxes(df: pd.DataFrame) -> list[Box | None]:
-    """Per-row face boxes (x0, y0, size) from a labels index; None where ``face_ok`` is False."""
+    """Per-row face boxes (x0, y0, size) from a labels index; None where ``face_ok`` is False.
+
+    A labels index without face columns (made before face boxes were recorded) gives no
+    boxes at all, so rendering runs without the face step instead of failing.
+    """
     if "face_ok" not in df.columns:
         return [None] * len(df)
-    out: list[Box | None] = []
-    for ok, x0, y0, size in zip(df["face_ok"], df["face_x0"], df["face_y0"], df["face_size"], strict=True):
-        out.append((int(x0), int(y0), int(size)) if bool(ok) else None)
-    return out
+    from dancepipe.face import boxes_from_index
+
+    return boxes_from_index(df)
 
 
 def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -213,7 +216,7 @@ def generate_sequence(
                 )
             prev = out
             final = out
-            if face is not None and box is not None:
+            if face is not None:  # a None box passes through and is counted as skipped
                 t1 = time.perf_counter()
                 final = face.refine(x, out, [box])
                 _sync(device)
@@ -343,6 +346,8 @@ def render_transfer(
         finally:
             background.close()
         timing.encode_thread = background.seconds
+    if face is not None and hasattr(face, "summary"):
+        log.info("%s", face.summary())
     timing.total = time.perf_counter() - t_start
     if timing.frames != len(labels):
         raise DancepipeError(f"{out}: wrote {timing.frames} frames for {len(labels)} labels")
