@@ -72,7 +72,21 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     return data
 
 
+def _owner(cls: type[BaseModel], loc: list[str]) -> tuple[type[BaseModel], list[str]]:
+    """Walk ``loc`` through nested config models: the model that owns the last key, and its path."""
+    owner, path = cls, []
+    for part in loc[:-1]:
+        info = owner.model_fields.get(part)
+        ann = info.annotation if info is not None else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            break
+        owner = ann
+        path.append(part)
+    return owner, path
+
+
 def _allowed(cls: type[BaseModel], field: str) -> str:
+    """Describe the values ``cls.field`` accepts (a Literal's choices or numeric bounds)."""
     info = cls.model_fields.get(field)
     if info is None:
         return ""
@@ -81,7 +95,8 @@ def _allowed(cls: type[BaseModel], field: str) -> str:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(ann))
     bounds = []
     for m in info.metadata:
-        for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"), ("multiple_of", "a multiple of"),
+                          ("pattern", "matching")):
             v = getattr(m, attr, None)
             if v is not None:
                 bounds.append(f"{sym} {v}")
@@ -92,15 +107,26 @@ def _describe(err: ValidationError, cls: type[BaseModel], section: str, source: 
     first = err.errors()[0]
     loc = [str(x) for x in first["loc"]]
     key = ".".join([section, *loc]) if loc else section
+    owner, path = _owner(cls, loc) if loc else (cls, [])
     if first["type"] == "extra_forbidden":
-        valid = ", ".join(sorted(cls.model_fields))
-        return f"{source}: unknown key '{key}'; valid keys in '{section}' are: {valid}"
+        valid = ", ".join(sorted(owner.model_fields))
+        where = ".".join([section, *path])
+        return f"{source}: unknown key '{key}'; valid keys in '{where}' are: {valid}"
     if first["type"] == "missing":
         return f"{source}: required key '{key}' is missing"
-    allowed = _allowed(cls, loc[0]) if loc else ""
+    allowed = _allowed(owner, loc[len(path)]) if len(loc) > len(path) else ""
     got = first.get("input")
-    msg = f"{source}: '{key}' = {got!r} is invalid: {first['msg']}"
-    if allowed and allowed not in first["msg"]:
+    # A union field (e.g. ``bool | Literal["auto"]``) reports one error per member, with the
+    # member's name appended to the location: name the field and join the alternatives.
+    leaf = loc[: len(path) + 1]
+    key = ".".join([section, *leaf])
+    problems = [e["msg"].removeprefix("Value error, ") for e in err.errors()
+                if [str(x) for x in e["loc"]][: len(leaf)] == leaf]
+    problem = " or ".join(dict.fromkeys(problems))
+    if isinstance(got, dict):  # a whole (sub)section failed a cross-field check
+        return f"{source}: '{key}' is invalid: {problem}"
+    msg = f"{source}: '{key}' = {got!r} is invalid: {problem}"
+    if allowed and first["type"] not in ("literal_error", "string_pattern_mismatch"):
         msg += f" (allowed: {allowed})"
     return msg
 
@@ -125,14 +151,21 @@ def load_config(section: str, params_path: str | Path = "params.yaml") -> StageC
     return build_config(config_class(section), params[section], section=section, source=str(params_path))
 
 
-def validate_params(params_path: str | Path = "params.yaml") -> dict[str, StageConfig]:
-    """Validate every section of a params file; unknown sections are errors too."""
+def validate_params(params_path: str | Path = "params.yaml", *, require_all: bool = False) -> dict[str, StageConfig]:
+    """Validate every section of a params file; unknown sections are errors too.
+
+    With ``require_all`` a section registered in :data:`SECTIONS` but absent from the
+    file is an error as well (every stage's ``load_config`` would fail on it).
+    """
     params = load_params(params_path)
     unknown = sorted(set(params) - set(SECTIONS))
     if unknown:
         raise DancepipeError(
             f"{params_path}: unknown section '{unknown[0]}'; valid sections: {', '.join(sorted(SECTIONS))}"
         )
+    missing = [name for name in SECTIONS if name not in params]
+    if require_all and missing:
+        raise DancepipeError(f"{params_path}: section '{missing[0]}' is missing")
     return {
         name: build_config(config_class(name), params.get(name), section=name, source=str(params_path))
         for name in SECTIONS
