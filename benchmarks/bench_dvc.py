@@ -1,0 +1,270 @@
+"""bench_dvc: what DVC itself costs on this project, and how well artifacts travel.
+
+Figures (each the median of ``--repeats`` runs, every command a fresh ``python -m dvc``):
+
+* anchor: ``dvc --version`` (interpreter + DVC import; the floor of any dvc command);
+* demo project (the real pipeline, reproduced once with small params): no-op
+  ``dvc repro`` and ``dvc status`` — goal < 3 s;
+* synthetic project whose ``frames`` and ``labels`` stages each output ``--files``
+  (20,000) small JPEG/PNG files: the first ``dvc repro`` (writes, hashes and caches
+  them), then no-op ``dvc repro`` and ``dvc status`` — goal < 10 s, plus the same after
+  changing cache settings (link type, checksum jobs);
+* ``dvc push`` / ``dvc pull`` throughput (MB/s, files/s) to a local SeaweedFS S3 server
+  and, as the anchor, to a local-directory remote, for the demo project and a synthetic
+  project of ``--transfer-files`` (2,000) files per stage.
+
+Run: ``python -m benchmarks.bench_dvc`` (add ``--full-demo`` to use the full demo
+clips instead of the shortened ones, ``--files N`` for another synthetic size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+from tests.dvc_helpers import (
+    clone_tree,
+    commit_all,
+    dvc,
+    git,
+    make_project,
+    repro,
+    short_clips,
+    tracked_outputs,
+)
+from tests.s3server import S3Server, seaweedfs
+
+GEN_SCRIPT = '''"""Write N small, distinct images: JPEG frames or PNG labels (like the real stages)."""
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+kind, out, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+out.mkdir(parents=True, exist_ok=True)
+rng = np.random.default_rng(0)
+base = rng.integers(0, 255, (96, 64, 3), dtype=np.uint8)
+base = cv2.GaussianBlur(base, (9, 9), 0)
+for i in range(n):
+    img = base.copy()
+    cv2.putText(img, str(i), (2, 50), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+    if kind == "frames":
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        (out / f"{i:06d}.jpg").write_bytes(buf.tobytes())
+    else:
+        ok, buf = cv2.imencode(".png", img)
+        (out / f"{i:06d}.png").write_bytes(buf.tobytes())
+'''
+
+SYNTH_DVC_YAML = """stages:
+  frames:
+    cmd: python gen.py frames data/frames ${files}
+    deps: [gen.py]
+    params: [files]
+    outs: [data/frames]
+  labels:
+    cmd: python gen.py labels data/labels ${files}
+    deps: [gen.py, data/frames]
+    params: [files]
+    outs: [data/labels]
+"""
+
+
+class Timing(NamedTuple):
+    """Median wall-clock seconds, and median CPU seconds (user + system) of the child processes.
+
+    The CPU figure is what the command costs on an idle machine; on a machine shared
+    with other work the wall-clock figure also contains waiting for a core.
+    """
+
+    wall: float
+    cpu: float
+
+    def __str__(self) -> str:
+        return f"{self.wall:.2f} s (cpu {self.cpu:.2f} s)"
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> Timing:
+    walls, cpus = [], []
+    for _ in range(repeats):
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - t)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+    return Timing(statistics.median(walls), statistics.median(cpus))
+
+
+def noop_figures(project: Path, repeats: int) -> tuple[Timing, Timing]:
+    """Timings of a no-op ``dvc repro`` and of ``dvc status`` (asserting they are no-ops)."""
+
+    def noop_repro() -> None:
+        r = repro(project)
+        assert not r.ran and not r.restored, f"not a no-op: ran {r.ran}"
+
+    def status() -> None:
+        out = dvc(project, "status").stdout
+        assert "up to date" in out, out
+
+    return median_time(noop_repro, repeats), median_time(status, repeats)
+
+
+def verdict(a: Timing, b: Timing, goal: float) -> str:
+    worst = max(a.wall, b.wall)
+    worst_cpu = max(a.cpu, b.cpu)
+    return (f"goal < {goal:g} s: wall {'met' if worst < goal else 'MISSED'}, "
+            f"cpu {'met' if worst_cpu < goal else 'MISSED'}")
+
+
+def make_synthetic(dest: Path, files: int) -> Path:
+    dest.mkdir(parents=True)
+    (dest / "gen.py").write_text(GEN_SCRIPT, encoding="utf-8")
+    (dest / "dvc.yaml").write_text(SYNTH_DVC_YAML, encoding="utf-8")
+    (dest / "params.yaml").write_text(f"files: {files}\n", encoding="utf-8")
+    (dest / ".gitignore").write_text("/data/\n", encoding="utf-8")
+    git(dest, "init", "-q", "-b", "main")
+    dvc(dest, "init", "-q")
+    dvc(dest, "config", "core.analytics", "false")
+    commit_all(dest, "synthetic project")
+    return dest
+
+
+def data_size(project: Path) -> tuple[int, int]:
+    """(bytes, files) of everything DVC caches in ``project``."""
+    size = count = 0
+    for p, cached in tracked_outputs(project):
+        if not cached:
+            continue
+        files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
+        count += len(files)
+        size += sum(f.stat().st_size for f in files)
+    return size, count
+
+
+def transfer(project: Path, remote: str, setup: list[list[str]], work: Path) -> dict[str, float]:
+    """Push ``project`` to a fresh remote, then pull it into a copy with no cache: throughput."""
+    src = clone_tree(project, work / "push")
+    for args in setup:
+        dvc(src, *args)
+    size, count = data_size(src)
+    t = time.perf_counter()
+    dvc(src, "push", "-r", remote)
+    push_s = time.perf_counter() - t
+    dst = clone_tree(src, work / "pull")
+    shutil.rmtree(dst / ".dvc" / "cache")
+    for p, cached in tracked_outputs(dst):
+        if cached and p.exists():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    t = time.perf_counter()
+    dvc(dst, "pull", "-r", remote)
+    pull_s = time.perf_counter() - t
+    assert "up to date" in dvc(dst, "status").stdout
+    mb = size / 1e6
+    return {"MB": mb, "files": count, "push_s": push_s, "pull_s": pull_s,
+            "push_MBps": mb / push_s, "pull_MBps": mb / pull_s,
+            "push_fps": count / push_s, "pull_fps": count / pull_s}
+
+
+def s3_setup(server: S3Server, prefix: str) -> list[list[str]]:
+    return [
+        ["remote", "add", "s3", f"s3://{server.bucket}/{prefix}"],
+        ["remote", "modify", "s3", "endpointurl", server.endpoint],
+        ["remote", "modify", "--local", "s3", "access_key_id", server.access_key],
+        ["remote", "modify", "--local", "s3", "secret_access_key", server.secret_key],
+    ]
+
+
+def show_transfer(name: str, s3: dict[str, float], local: dict[str, float]) -> None:
+    print(f"  {name}: {s3['files']:.0f} files, {s3['MB']:.1f} MB")
+    for kind, f in (("S3 (SeaweedFS)", s3), ("local directory", local)):
+        print(f"    {kind:16s} push {f['push_s']:7.1f} s  {f['push_MBps']:7.2f} MB/s  {f['push_fps']:8.0f} files/s"
+              f" | pull {f['pull_s']:7.1f} s  {f['pull_MBps']:7.2f} MB/s  {f['pull_fps']:8.0f} files/s")
+    print(f"    S3 / local time ratio: push {s3['push_s'] / local['push_s']:.1f}x, "
+          f"pull {s3['pull_s'] / local['pull_s']:.1f}x")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", type=int, default=20_000, help="files per synthetic stage output")
+    ap.add_argument("--transfer-files", type=int, default=2_000,
+                    help="files per stage in the synthetic project used for push/pull throughput")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per figure (median reported)")
+    ap.add_argument("--full-demo", action="store_true", help="use the full demo clips (slower repro)")
+    ap.add_argument("--demo-project", type=Path, default=None,
+                    help="an already reproduced project copy to reuse instead of building one")
+    ap.add_argument("--workdir", type=Path, default=None, help="where to build (default: a temp dir)")
+    args = ap.parse_args()
+
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="bench_dvc-"))
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"bench_dvc in {root} (python {sys.version.split()[0]})")
+
+    anchor = median_time(lambda: dvc(root, "--version"), args.repeats)
+    print(f"anchor: dvc --version {anchor}")
+
+    if args.demo_project:
+        demo = args.demo_project
+    else:
+        clips = None if args.full_demo else short_clips(root / "clips")
+        demo = make_project(root / "demo", clips=clips)
+        t = time.perf_counter()
+        repro(demo)
+        print(f"demo: full dvc repro {time.perf_counter() - t:.1f} s")
+    demo_bytes, demo_files = data_size(demo)
+    d_repro, d_status = noop_figures(demo, args.repeats)
+    print(f"demo ({demo_files} cached files, {demo_bytes / 1e6:.1f} MB): no-op repro {d_repro}, "
+          f"status {d_status}; {verdict(d_repro, d_status, 3)}; "
+          f"wall ratio to anchor {d_repro.wall / anchor.wall:.1f}x / {d_status.wall / anchor.wall:.1f}x")
+
+    synth = make_synthetic(root / "synthetic", args.files)
+    t = time.perf_counter()
+    r = repro(synth)
+    assert r.ran == {"frames", "labels"}, r.output[-2000:]
+    first = time.perf_counter() - t
+    s_repro, s_status = noop_figures(synth, args.repeats)
+    print(f"synthetic ({2 * args.files} files): first repro {first:.1f} s; no-op repro {s_repro}, "
+          f"status {s_status}; {verdict(s_repro, s_status, 10)}; "
+          f"cpu ratio to demo {s_repro.cpu / d_repro.cpu:.1f}x / {s_status.cpu / d_status.cpu:.1f}x")
+
+    # Settings that could matter for many small files.
+    for label, cfg in (
+        ("cache.type hardlink", ["cache.type", "hardlink"]),
+        ("core.checksum_jobs 1", ["core.checksum_jobs", "1"]),
+    ):
+        variant = clone_tree(synth, root / f"synthetic-{label.replace(' ', '_')}")
+        dvc(variant, "config", *cfg)
+        if cfg[0] == "cache.type":
+            dvc(variant, "checkout", "--relink")
+        dvc(variant, "status")  # first status after a copy re-stats everything: not timed
+        v_repro, v_status = noop_figures(variant, args.repeats)
+        print(f"  with {label}: no-op repro {v_repro}, status {v_status}")
+        shutil.rmtree(variant)
+
+    print("transfer throughput (first push to an empty remote, pull into an empty cache):")
+    small = synth
+    if args.transfer_files != args.files:
+        small = make_synthetic(root / "synthetic-transfer", args.transfer_files)
+        repro(small)
+    with seaweedfs(root / "seaweedfs", bucket="bench") as server:
+        for name, project in (("demo", demo), ("synthetic", small)):
+            s3 = transfer(project, "s3", s3_setup(server, name), root / f"xfer-s3-{name}")
+            local = transfer(project, "dir", [["remote", "add", "dir", str(root / f"remote-{name}")]],
+                             root / f"xfer-dir-{name}")
+            show_transfer(name, s3, local)
+    if not args.workdir:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

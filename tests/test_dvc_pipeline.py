@@ -1,0 +1,187 @@
+"""The DVC promise, end to end on a throwaway copy of the project with small params.
+
+``dvc repro`` builds everything once (shared by all tests in the session); a second
+``dvc repro`` runs nothing; changing one param reruns exactly its stage and the stages
+downstream of it; ``dvc exp run -S`` records an experiment whose evaluate metrics
+``dvc exp show`` lists next to the baseline's; ``dvc dag`` is the designed graph.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.dvc_helpers import (
+    clone_tree,
+    dag_edges,
+    dvc,
+    file_digests,
+    first_repro,
+    git,
+    make_project,
+    repro,
+    reproduced_project,
+    set_params,
+    stage_outputs,
+    status_clean,
+    tracked_outputs,
+)
+
+SUBJECTS = ("target", "source")
+ALL_STAGES = {
+    *(f"{s}@{x}" for s in ("ingest", "poses", "frames") for x in SUBJECTS),
+    "normfit", "labels@train", "labels@transfer", "train", "train_face", "render", "evaluate",
+}
+
+# The designed data flow (docs/ARCHITECTURE.md): upstream -> downstream, direct edges only.
+EXPECTED_EDGES = {
+    *((f"ingest@{x}", f"poses@{x}") for x in SUBJECTS),
+    *((f"ingest@{x}", f"frames@{x}") for x in SUBJECTS),
+    *((f"poses@{x}", f"frames@{x}") for x in SUBJECTS),
+    ("poses@target", "normfit"), ("poses@source", "normfit"),
+    ("poses@target", "labels@train"), ("frames@target", "labels@train"),
+    ("poses@source", "labels@transfer"), ("normfit", "labels@transfer"), ("frames@target", "labels@transfer"),
+    ("frames@target", "train"), ("labels@train", "train"),
+    ("train", "train_face"), ("frames@target", "train_face"), ("labels@train", "train_face"),
+    ("train", "render"), ("train_face", "render"), ("labels@transfer", "render"),
+    ("ingest@source", "render"), ("frames@source", "render"),
+    ("train", "evaluate"), ("train_face", "evaluate"), ("frames@target", "evaluate"),
+    ("labels@train", "evaluate"), ("labels@transfer", "evaluate"), ("render", "evaluate"),
+}
+
+AFTER_TRAIN = {"train", "train_face", "render", "evaluate"}
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return reproduced_project(tmp_path_factory)
+
+
+@pytest.mark.slow
+def test_repro_from_scratch_builds_every_output(project: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    first = first_repro(tmp_path_factory)
+    assert first.ran == ALL_STAGES, first.output[-3000:]
+    outs = tracked_outputs(project)
+    missing = [str(p) for p, _cached in outs if not p.exists()]
+    assert not missing
+    lock = (project / "dvc.lock").read_text(encoding="utf-8")
+    for stage in ALL_STAGES:
+        assert f"  {stage}:" in lock
+    metrics = json.loads((project / "metrics" / "eval.json").read_text(encoding="utf-8"))
+    assert metrics, "evaluate wrote no metrics"
+
+
+@pytest.mark.slow
+def test_second_repro_runs_nothing_and_status_is_clean(project: Path) -> None:
+    again = repro(project)
+    assert again.ran == set() and again.restored == set(), again.output[-3000:]
+    assert again.skipped == ALL_STAGES
+    clean, out = status_clean(project)
+    assert clean, out
+
+
+def test_dag_is_the_designed_graph(tmp_path: Path) -> None:
+    # Cheap: dvc dag needs only dvc.yaml (no clips under inputs/, which would add .dvc nodes).
+    edges = dag_edges(make_project(tmp_path / "p"))
+    assert edges == EXPECTED_EDGES, (
+        f"unexpected: {sorted(edges - EXPECTED_EDGES)}; missing: {sorted(EXPECTED_EDGES - edges)}"
+    )
+
+
+# (param change, stages that must run). Everything else must be skipped.
+PARAM_CASES = {
+    "train param": ({"train.lr": 0.0005}, AFTER_TRAIN),
+    "frame size": (
+        {"frames.height": 112},
+        {"frames@target", "frames@source", "labels@train", "labels@transfer", *AFTER_TRAIN},
+    ),
+    "transfer smoothing": ({"labels.transfer.window": 7}, {"labels@transfer", "render", "evaluate"}),
+    "render param": ({"render.crf": 30}, {"render", "evaluate"}),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(PARAM_CASES))
+def test_changing_one_param_reruns_exactly_its_stage_and_downstream(
+    case: str, project: Path, tmp_path: Path
+) -> None:
+    change, expected = PARAM_CASES[case]
+    work = clone_tree(project, tmp_path / "p")
+    before = file_digests([p for p, cached in tracked_outputs(work) if cached], work)
+    set_params(work, change)
+    result = repro(work)
+    assert result.ran == expected, f"ran {sorted(result.ran)}, expected {sorted(expected)}"
+    assert result.restored == set()
+    assert result.skipped == ALL_STAGES - expected
+    clean, out = status_clean(work)
+    assert clean, out
+    # Outputs of the stages that did not run are untouched, byte for byte.
+    after = file_digests([p for p, cached in tracked_outputs(work) if cached], work)
+    rerun = [p for stage, outs in stage_outputs(work).items() if stage in expected for p in outs]
+    kept = {k for k in before if not any((work / k).is_relative_to(p) for p in rerun)}
+    assert kept and {k: after.get(k) for k in kept} == {k: before[k] for k in kept}
+
+
+@pytest.mark.slow
+def test_bad_param_stops_the_pipeline_and_checkout_restores(project: Path, tmp_path: Path) -> None:
+    work = clone_tree(project, tmp_path / "p")
+    params = (work / "params.yaml").read_text(encoding="utf-8")
+    generator = (work / "models" / "generator.pt").read_bytes()
+    set_params(work, {"train.steps": 0})
+    proc = dvc(work, "repro", check=False)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stdout.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "'train.steps' = 0" in errors[0] and ">= 1" in errors[0], proc.stdout[-3000:]
+    assert "Running stage 'train_face'" not in proc.stdout
+    # The stage wrote nothing (no temporary leftovers). DVC itself removed the stage's
+    # old outputs before running it: cached ones come back from the DVC cache, the
+    # git-tracked logs (cache: false) from git.
+    assert not [p.name for p in (work / "models").iterdir() if ".tmp-" in p.name]
+    (work / "params.yaml").write_text(params, encoding="utf-8")
+    git(work, "checkout", "--", "dvclive")
+    dvc(work, "checkout")
+    clean, out = status_clean(work)
+    assert clean, out
+    assert (work / "models" / "generator.pt").read_bytes() == generator
+
+
+def _exp_rows(show: Any) -> list[dict[str, Any]]:
+    """Flatten ``dvc exp show --json`` (DVC 3) into baseline and experiment rows."""
+    rows = []
+    for baseline in show:
+        rows.append(baseline)
+        for exp in baseline.get("experiments") or []:
+            rows.extend(exp.get("revs") or [])
+    return rows
+
+
+def _metrics(row: dict[str, Any]) -> dict[str, Any]:
+    data = (row.get("data") or {}).get("metrics") or {}
+    return (data.get("metrics/eval.json") or {}).get("data") or {}
+
+
+def _param(row: dict[str, Any], dotted: str) -> Any:
+    node: Any = ((row.get("data") or {}).get("params") or {}).get("params.yaml", {}).get("data", {})
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+@pytest.mark.slow
+def test_exp_run_records_metrics_for_both_runs(project: Path, tmp_path: Path) -> None:
+    work = clone_tree(project, tmp_path / "p")
+    proc = dvc(work, "exp", "run", "-S", "render.crf=28", "--name", "crf28")
+    assert "Running stage 'render'" in proc.stdout
+    assert "Running stage 'train'" not in proc.stdout
+    show = json.loads(dvc(work, "exp", "show", "--json").stdout)
+    rows = [r for r in _exp_rows(show) if r.get("rev") != "workspace"]
+    baseline = next(r for r in rows if r.get("name") != "crf28" and _param(r, "render.crf") is not None)
+    exp = next(r for r in rows if r.get("name") == "crf28")
+    assert _param(baseline, "render.crf") != 28 and _param(exp, "render.crf") == 28
+    base_m, exp_m = _metrics(baseline), _metrics(exp)
+    assert base_m and exp_m, json.dumps(show)[:3000]
+    assert set(base_m) == set(exp_m)
+    assert any(isinstance(v, (int, float)) for v in exp_m.values())
