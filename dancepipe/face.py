@@ -56,7 +56,7 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
 class FaceConfig(StageConfig):
-    """The ``train_face`` params section (see docs/readme/face.md for every key)."""
+    """The ``train_face`` params section (README "Face refinement" explains every key)."""
 
     enabled: bool = True
     seed: int = Field(0, ge=0)
