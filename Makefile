@@ -2,7 +2,6 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export DVC_NO_ANALYTICS := 1
-export YOLO_OFFLINE := 1
 
 .PHONY: venv install install-test demo test test-quick lint bench clean-venv
 

