@@ -159,15 +159,25 @@ def transfer_keypoints(kps: np.ndarray, mapping: Any, cfg: TransferLabelsConfig)
 # --------------------------------------------------------------------------- drawing
 
 
+# Below this label size the thread pool costs more than it saves (see write_label_images).
+PARALLEL_MIN_PIXELS = 256 * 256
+
+
 def write_label_images(
     kps: np.ndarray, files: list[str], out_dir: Path, width: int, height: int, style: DrawStyle,
     workers: int = 1, progress: Callable[[int], None] | None = None,
+    min_pixels_parallel: int = PARALLEL_MIN_PIXELS,
 ) -> None:
     """Draw and write one PNG per row of (N, 17, 3) label-pixel keypoints.
 
     With ``workers > 1`` frames are drawn and encoded on a thread pool (OpenCV releases
-    the GIL while drawing and compressing); the output is identical either way.
+    the GIL while drawing and compressing); the output is identical either way. Labels
+    smaller than ``min_pixels_parallel`` pixels are written serially: at that size the
+    Python-side drawing calls (which hold the GIL) dominate and threads only add
+    overhead (measured: 0.84x at 128x192, 1.48x at 512x512 with 2 workers).
     """
+    if width * height < min_pixels_parallel:
+        workers = 1
 
     def one(i: int) -> None:
         img = draw_skeleton(kps[i], width, height, style)

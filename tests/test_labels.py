@@ -105,7 +105,7 @@ def test_parallel_and_serial_writing_give_identical_files(synth, tmp_path):
     files = [f"{i:06d}.png" for i in range(12)]
     for name, workers in (("serial", 1), ("parallel", 3)):
         (tmp_path / name).mkdir()
-        write_label_images(kps, files, tmp_path / name, 64, 96, style, workers)
+        write_label_images(kps, files, tmp_path / name, 64, 96, style, workers, min_pixels_parallel=0)
     for f in files:
         assert (tmp_path / "serial" / f).read_bytes() == (tmp_path / "parallel" / f).read_bytes()
 
