@@ -17,8 +17,9 @@ install: $(PY)
 install-test: $(PY)
 	$(PY) -m pip install --quiet -e '.[test]'
 
+# Stage commands call `python`, so the venv goes first on PATH for dvc and its children.
 demo: install
-	$(VENV)/bin/dvc repro
+	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro
 
 test: install-test
 	$(PY) -m pytest -q
