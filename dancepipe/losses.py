@@ -9,6 +9,7 @@ batch.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
@@ -20,16 +21,16 @@ from dancepipe.errors import DancepipeError
 DOut = Sequence[Sequence[torch.Tensor]]
 
 
-class GANLoss:
+class GANLoss(ABC):
     """Adversarial loss on multi-scale patch scores (averaged over scales)."""
 
+    @abstractmethod
     def d_loss(self, real: DOut, fake: DOut) -> torch.Tensor:
         """Discriminator loss: real scored as real, fake as fake."""
-        raise NotImplementedError
 
+    @abstractmethod
     def g_loss(self, fake: DOut) -> torch.Tensor:
         """Generator loss: fake scored as real."""
-        raise NotImplementedError
 
 
 class LSGANLoss(GANLoss):
