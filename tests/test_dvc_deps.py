@@ -1,0 +1,87 @@
+"""dvc.yaml lists, for every stage, exactly the code the stage runs.
+
+DVC reruns a stage when one of its ``deps`` changes, so a library module missing from
+the list means an edit there leaves stale outputs behind, and an extra one means
+needless reruns. The code a stage runs is its command module plus every ``dancepipe``
+module reachable from it through imports; this test computes that closure from the
+source (with :mod:`ast`, nothing is imported) and compares it with dvc.yaml.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = "dancepipe"
+
+
+def module_file(module: str) -> Path:
+    """Source file of a ``dancepipe`` module name (the package itself is its __init__)."""
+    parts = module.split(".")
+    package_dir = ROOT.joinpath(*parts)
+    if package_dir.is_dir():
+        return package_dir / "__init__.py"
+    return ROOT.joinpath(*parts[:-1], parts[-1] + ".py")
+
+
+def direct_imports(path: Path) -> set[str]:
+    """``dancepipe`` modules imported by one file, including the package for any of them."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+            if node.module == PACKAGE:  # ``from dancepipe import x`` may name a submodule
+                names += [f"{PACKAGE}.{a.name}" for a in node.names
+                          if module_file(f"{PACKAGE}.{a.name}").exists()]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        for name in names:
+            if name.split(".")[0] == PACKAGE:
+                found.add(name)
+                found.add(PACKAGE)  # importing a submodule runs the package's __init__
+    return found
+
+
+def code_closure(entry: Path) -> set[str]:
+    """Repository-relative paths of ``entry`` and every dancepipe module it reaches."""
+    seen: set[str] = set()
+    todo = list(direct_imports(entry))
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(direct_imports(module_file(module)))
+    return {entry.relative_to(ROOT).as_posix()} | {module_file(m).relative_to(ROOT).as_posix() for m in seen}
+
+
+def _stages() -> dict[str, dict]:
+    raw = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    return {name: stage.get("do", stage) for name, stage in raw.items()}
+
+
+@pytest.mark.parametrize("name", sorted(_stages()))
+def test_stage_code_deps_are_exactly_its_import_closure(name: str) -> None:
+    stage = _stages()[name]
+    listed = {d for d in stage["deps"] if d.startswith(("stages/", f"{PACKAGE}/"))}
+    command = [d for d in listed if d.startswith("stages/")]
+    assert len(command) == 1, f"{name}: expected one stage module in deps, got {command}"
+    assert command[0] in stage["cmd"], f"{name}: deps name {command[0]} but the command runs something else"
+    expected = code_closure(ROOT / command[0])
+    assert listed == expected, (
+        f"{name}: missing from deps {sorted(expected - listed)}, listed but unused {sorted(listed - expected)}"
+    )
+
+
+def test_closure_follows_imports_transitively() -> None:
+    """The render stage reaches the face GAN's feature network only through dancepipe.face."""
+    closure = code_closure(ROOT / "stages" / "render.py")
+    assert "dancepipe/face.py" in closure
+    assert "dancepipe/features.py" in closure
+    assert "dancepipe/__init__.py" in closure
+    assert "dancepipe/train.py" not in closure
