@@ -70,7 +70,6 @@ class RenderConfig(StageConfig):
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"] = Field(
         "medium", description="x264 speed/size trade-off"
     )
-    side_by_side: bool = Field(True, description="also write source | stick figure | generated video")
     face: bool = Field(True, description="apply the face GAN when models/face.pt has it enabled")
 
     @field_validator("device")
@@ -394,7 +393,7 @@ def run_render(
     log.info(note)
     result = render_transfer(
         generator, labels_dir=labels_dir, source_video=source_video, out=out,
-        side_by_side_out=side_by_side_out if cfg.side_by_side else None,
+        side_by_side_out=side_by_side_out,
         source_frames_dir=source_frames_dir, face=face, device=device, crf=cfg.crf, preset=cfg.preset,
         progress=progress,
     )

@@ -21,15 +21,16 @@ _DIR = click.Path(file_okay=False)
               help="normalised source labels directory (data/labels/transfer).")
 @click.option("--source-video", type=_FILE, required=True,
               help="the ingested source video: frame rate and audio track (data/videos/source.mp4).")
-@click.option("--source-frames", "source_frames_dir", type=_DIR, required=True,
+@click.option("--source-frames", "source_frames_dir", type=_DIR, default=None,
               help="the source's cropped frames for the side-by-side video (data/frames/source).")
 @click.option("--out", type=_FILE, required=True, help="transfer video to write (outputs/transfer.mp4).")
-@click.option("--side-by-side", "side_by_side_out", type=_FILE, required=True,
-              help="side-by-side video to write: source | stick figure | generated (outputs/side_by_side.mp4).")
+@click.option("--side-by-side", "side_by_side_out", type=_FILE, default=None,
+              help="side-by-side video to write: source | stick figure | generated (outputs/side_by_side.mp4); "
+                   "needs --source-frames. Leave both out to write the transfer video alone.")
 @PARAMS_OPTION
 @stage_command
-def main(generator_path: str, face_path: str, labels_dir: str, source_video: str, source_frames_dir: str,
-         out: str, side_by_side_out: str, params_path: str) -> None:
+def main(generator_path: str, face_path: str, labels_dir: str, source_video: str, source_frames_dir: str | None,
+         out: str, side_by_side_out: str | None, params_path: str) -> None:
     """Render the transfer labels through the generator and encode the videos."""
     cfg = load_config("render", params_path)
     assert isinstance(cfg, RenderConfig)

@@ -72,11 +72,11 @@ def inputs(tmp_path_factory):
     return {"labels": labels, "frames": frames, "tone": tone, "silent": silent, "generator": gen, "root": root}
 
 
-def _render(inputs, tmp_path, source: Path, **cfg):
+def _render(inputs, tmp_path, source: Path, side_by_side: bool = True, **cfg):
     return run_render(
         RenderConfig(device="cpu", preset="ultrafast", **cfg), generator_path=inputs["generator"], face_path=None,
         labels_dir=inputs["labels"], source_video=source, source_frames_dir=inputs["frames"],
-        out=tmp_path / "transfer.mp4", side_by_side_out=tmp_path / "sbs.mp4",
+        out=tmp_path / "transfer.mp4", side_by_side_out=tmp_path / "sbs.mp4" if side_by_side else None,
     )
 
 
@@ -160,6 +160,19 @@ def test_stage_cli_renders_and_reports(inputs, tmp_path):
     assert res.exit_code == 0, res.output
     assert f"{N} frames" in res.output and "face refinement off" in res.output
     assert probe(tmp_path / "o.mp4").frame_count == N and (tmp_path / "s.mp4").exists()
+
+
+def test_stage_cli_without_side_by_side_writes_the_transfer_video_alone(inputs, tmp_path):
+    from stages.render import main
+
+    res = CliRunner().invoke(main, [
+        "--generator", str(inputs["generator"]), "--face", str(tmp_path / "absent.pt"), "--labels", str(inputs["labels"]),
+        "--source-video", str(inputs["silent"]), "--out", str(tmp_path / "o.mp4"),
+        "--params", str(_params(tmp_path, face=False)),
+    ])
+    assert res.exit_code == 0, res.output
+    assert probe(tmp_path / "o.mp4").frame_count == N
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4", "params.yaml"]
 
 
 def test_stage_cli_bad_input_exits_1_with_one_sentence(inputs, tmp_path):
