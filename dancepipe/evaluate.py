@@ -79,6 +79,10 @@ class EvaluateConfig(StageConfig):
     imgsz: int = Field(320, ge=32, le=1280, multiple_of=32, description="pose model inference size")
     det_conf: float = Field(0.25, gt=0.0, lt=1.0, description="minimum person detection score")
     kp_conf: float = Field(0.5, ge=0.0, le=1.0, description="detected keypoints under this confidence are ignored")
+    match_iou: float = Field(
+        0.3, gt=0.0, le=1.0,
+        description="a detection is the subject only if its box overlaps the conditioning pose's box by this IoU",
+    )
     batch: int = Field(8, ge=1, le=64, description="generated frames per pose-model batch")
     face: bool = Field(True, description="apply the face GAN as render does")
     sample_frames: int = Field(4, ge=0, le=16, description="frames shown in the report")
@@ -106,13 +110,17 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def detect_subjects(
     model: Any, images: list[np.ndarray], refs: list[np.ndarray], *, imgsz: int, det_conf: float, kp_conf: float,
+    match_iou: float = 0.3,
 ) -> list[np.ndarray | None]:
     """Run the pose model on RGB ``images`` and return, per image, the subject's (17, 3) keypoints.
 
     The subject is the detection whose box overlaps most with the box of the
-    reference keypoints (``refs``, the keypoints the frame was generated from); when
-    nothing overlaps (or the reference is empty) the highest-scoring person. Keypoints
-    under ``kp_conf`` are NaN. None where no person was detected.
+    reference keypoints (``refs``, the keypoints the frame was generated from), and
+    only if that overlap reaches ``match_iou``: a generated frame in which the only
+    person found is someone else (the demo target has a bystander in the background)
+    has *not* reproduced the subject, and measuring the distance to the bystander's
+    keypoints would be meaningless. With an empty reference the highest-scoring person
+    is taken. Keypoints under ``kp_conf`` are NaN. None where the subject was not found.
     """
     if not images:
         return []
@@ -130,8 +138,10 @@ def detect_subjects(
         ref_box = M.subject_box(ref, img.shape[1], img.shape[0], pad=0.0)
         if ref_box is not None:
             iou = _iou(boxes, np.asarray(ref_box, dtype=np.float64))
-            if iou.max() > 0:
-                pick = int(np.argmax(iou))
+            pick = int(np.argmax(iou))
+            if iou[pick] < match_iou:
+                out.append(None)
+                continue
         k = kps[pick].copy()
         k[k[:, 2] < kp_conf, :2] = np.nan
         out.append(k)
@@ -155,7 +165,7 @@ class _PoseBatcher:
             return
         found = detect_subjects(
             self.model, [p[1] for p in self.pending], [p[2] for p in self.pending],
-            imgsz=self.cfg.imgsz, det_conf=self.cfg.det_conf, kp_conf=self.cfg.kp_conf,
+            imgsz=self.cfg.imgsz, det_conf=self.cfg.det_conf, kp_conf=self.cfg.kp_conf, match_iou=self.cfg.match_iou,
         )
         for (i, _img, ref), kps in zip(self.pending, found, strict=True):
             self.rows[i]["person_found"] = int(kps is not None)

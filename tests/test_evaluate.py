@@ -194,3 +194,36 @@ def test_evaluate_on_the_demo_gives_every_metric_finite_and_in_range(
     assert len(result.holdout.samples) == min(4, result.holdout.summary["frames"])
     first = load_rgb(demo_labels["transfer"] / pd.read_parquet(demo_labels["transfer"] / "index.parquet")["file"][0])
     assert result.transfer.samples[0][1][1].shape == first.shape
+
+
+@pytest.mark.slow
+def test_pose_distance_measures_the_subject_never_the_bystander(demo_frames, demo_labels, pose_model):
+    """On real demo frames the subject is found close to its own keypoints; with the subject
+    painted out, the background bystander the detector still finds is not taken for it."""
+    from dancepipe.evaluate import detect_subjects
+    from dancepipe.keypoints import columns_to_keypoints
+    from dancepipe.metrics import pose_distance, subject_box
+
+    frames = demo_frames["target"]
+    lab = pd.read_parquet(demo_labels["train"] / "index.parquet")
+    idx = pd.read_parquet(frames / "index.parquet").set_index("frame")
+    kps = columns_to_keypoints(lab)
+    picks = [i for i in range(0, len(lab), 9) if lab["person_found"][i]]
+    real = [load_rgb(frames / idx.loc[int(lab["frame"][i]), "file"]) for i in picks]
+    refs = [kps[i] for i in picks]
+    found = detect_subjects(pose_model, real, refs, imgsz=320, det_conf=0.25, kp_conf=0.5)
+    distances = [pose_distance(k, r) for k, r in zip(found, refs, strict=True) if k is not None]
+    assert len(distances) >= 0.8 * len(picks)
+    assert np.median(distances) < 0.1
+
+    painted = []
+    for img, ref in zip(real, refs, strict=True):
+        x0, y0, x1, y1 = subject_box(ref, img.shape[1], img.shape[0], pad=0.3)
+        out = img.copy()
+        out[y0:y1, x0:x1] = 128
+        painted.append(out)
+    people = pose_model.predict([p[..., ::-1].copy() for p in painted], imgsz=320, conf=0.25, verbose=False)
+    with_bystander = [i for i, r in enumerate(people) if r.boxes is not None and len(r.boxes) > 0]
+    assert len(with_bystander) >= len(picks) // 2, "the demo target's bystander should be detectable"
+    gone = detect_subjects(pose_model, painted, refs, imgsz=320, det_conf=0.25, kp_conf=0.5)
+    assert all(gone[i] is None for i in with_bystander)
