@@ -107,11 +107,34 @@ def test_config_errors_name_the_key_and_the_choices(tmp_path) -> None:
         build_config(TrainConfig, {"ngff": 3}, section="train")
 
 
-def test_auto_switches_are_off_on_cpu() -> None:
+def test_auto_switches_on_cpu() -> None:
+    from dancepipe.precision import native_bf16
+
     sw = resolve_switches(TrainConfig(), torch.device("cpu"))
-    assert (sw.amp, sw.channels_last, sw.compile, sw.workers, sw.pin_memory) == (False, False, False, 0, False)
+    assert (sw.channels_last, sw.compile, sw.workers, sw.pin_memory) == (False, False, 0, False)
+    assert sw.amp == native_bf16("cpu")  # bf16 only where the CPU has AMX
+    assert not resolve_switches(TrainConfig(amp="off"), torch.device("cpu")).amp
     sw = resolve_switches(TrainConfig(amp="bf16", channels_last=True, workers=1), torch.device("cpu"))
     assert sw.amp and sw.channels_last and sw.workers == 1
+
+
+def test_bf16_training_steps_follow_fp32(clip) -> None:
+    """The bf16 autocast path trains on CPU and its losses track fp32 from the same weights."""
+    device = torch.device("cpu")
+    data = load_training_data(*clip, holdout_fraction=0.1)
+    batch = [x.float().div(127.5).sub(1.0) for x in (data.labels[0:2], data.labels[1:3], data.images[0:2],
+                                                     data.images[1:3])]
+    losses = {}
+    for amp in ("off", "bf16"):
+        cfg = _cfg(amp=amp)
+        trainer = Trainer(cfg, device, resolve_switches(cfg, device), None)
+        losses[amp] = [{k: float(v) for k, v in trainer.train_step(*batch).items()} for _ in range(4)]
+    for name in ("loss_g", "loss_l1", "loss_d"):
+        first_fp32, first_bf16 = losses["off"][0][name], losses["bf16"][0][name]
+        assert first_bf16 == pytest.approx(first_fp32, rel=0.05), name
+    for mode in losses.values():
+        assert all(np.isfinite(list(step.values())).all() for step in mode)
+        assert mode[-1]["loss_l1"] < mode[0]["loss_l1"]
 
 
 # --- real training ------------------------------------------------------------------------------
