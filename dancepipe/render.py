@@ -172,6 +172,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# Frames whose face crops are refined in one call. The recurrence does not involve the
+# face step, so it can lag behind the generator; on a tiny crop the per-call overhead
+# outweighs the arithmetic, and batching 8 frames cut the face step's cost by about half
+# at the demo size.
+FACE_BATCH = 8
+
+
+def _refine_batch(face: Any, pending: list[tuple[torch.Tensor, torch.Tensor, Box | None]], device: torch.device,
+                  timing: Timing) -> list[np.ndarray]:
+    """Face-refine the buffered (label, output, box) frames in one call; uint8 images in order."""
+    t1 = time.perf_counter()
+    refined = face.refine(torch.cat([p[0] for p in pending]), torch.cat([p[1] for p in pending]),
+                          [p[2] for p in pending])
+    _sync(device)
+    timing.face += time.perf_counter() - t1
+    return [to_image(refined[i:i + 1]) for i in range(len(pending))]
+
+
 def generate_sequence(
     generator: torch.nn.Module,
     labels: Iterable[np.ndarray],
@@ -181,15 +199,18 @@ def generate_sequence(
     boxes: Iterable[Box | None] | None = None,
     timing: Timing | None = None,
 ) -> Iterator[np.ndarray]:
-    """Yield one generated (H, W, 3) uint8 frame per label, sequentially.
+    """Yield one generated (H, W, 3) uint8 frame per label, sequentially and in order.
 
     Frame t is ``G(label_t, prev)`` with ``prev`` the generator's own output for t−1
     (zeros for the first frame). When ``face`` (a ``FaceRefiner``) is given, the yielded
     frame has its face refined inside ``boxes[t]`` (skipped where the box is None);
-    the recurrence keeps the unrefined output, as in training.
+    the recurrence keeps the unrefined output, as in training. Face refinement runs
+    on :data:`FACE_BATCH` frames at a time, so with a face model the frames come out
+    in bursts, up to that many labels after they were read.
     """
     timing = timing if timing is not None else Timing()
     box_iter = iter(boxes) if boxes is not None else None
+    pending: list[tuple[torch.Tensor, torch.Tensor, Box | None]] = []
     prev: torch.Tensor | None = None
     generator.eval()
     label_iter = iter(labels)
@@ -214,14 +235,16 @@ def generate_sequence(
                     "the checkpoint does not match the label size"
                 )
             prev = out
-            final = out
-            if face is not None:  # a None box passes through and is counted as skipped
-                t1 = time.perf_counter()
-                final = face.refine(x, out, [box])
-                _sync(device)
-                timing.face += time.perf_counter() - t1
             timing.frames += 1
-            yield to_image(final)
+            if face is None:
+                yield to_image(out)
+                continue
+            pending.append((x, out, box))  # a None box passes through and is counted as skipped
+            if len(pending) == FACE_BATCH:
+                yield from _refine_batch(face, pending, device, timing)
+                pending = []
+        if pending:
+            yield from _refine_batch(face, pending, device, timing)
 
 
 # ---------------------------------------------------------------------------- render

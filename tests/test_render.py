@@ -58,6 +58,32 @@ def test_face_refinement_changes_only_the_box_and_not_the_recurrence():
     assert timing.frames == 3 and timing.generator > 0
 
 
+def test_face_refinement_in_batches_keeps_every_frame_in_order():
+    from dancepipe.render import FACE_BATCH
+
+    n = 2 * FACE_BATCH + 3  # two full batches and a remainder
+    calls: list[int] = []
+
+    class CountingBlackFace(BlackFace):
+        def refine(self, label, image, boxes):
+            calls.append(len(boxes))
+            return super().refine(label, image, boxes)
+
+    boxes = [(i % 5, i % 7, 3) if i % 4 else None for i in range(n)]
+    labels = [np.zeros((H, W, 3), np.uint8)] * n
+    frames = list(generate_sequence(StepGenerator(), labels, device=torch.device("cpu"), face=CountingBlackFace(),
+                                    boxes=boxes))
+    assert calls == [FACE_BATCH, FACE_BATCH, 3]
+    expected = [int(round((min(0.25 * (i + 1), 1.0) + 1) * 127.5)) for i in range(n)]  # zeros, then +0.25
+    for i, (frame, box) in enumerate(zip(frames, boxes, strict=True)):
+        if box is None:
+            assert (frame == expected[i]).all(), i
+        else:
+            x0, y0, s = box
+            assert (frame[y0:y0 + s, x0:x0 + s] == 0).all(), i
+            assert frame[H - 1, W - 1, 0] == expected[i], i
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("render_inputs")
