@@ -201,6 +201,19 @@ def test_stage_cli_without_side_by_side_writes_the_transfer_video_alone(inputs, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4", "params.yaml"]
 
 
+def test_stage_cli_side_by_side_without_source_frames_is_one_sentence_and_writes_nothing(inputs, tmp_path):
+    from stages.render import main
+
+    res = CliRunner().invoke(main, [
+        "--generator", str(inputs["generator"]), "--face", str(tmp_path / "absent.pt"), "--labels", str(inputs["labels"]),
+        "--source-video", str(inputs["silent"]), "--out", str(tmp_path / "o.mp4"),
+        "--side-by-side", str(tmp_path / "s.mp4"), "--params", str(_params(tmp_path, face=False)),
+    ])
+    assert res.exit_code == 1
+    assert "side-by-side video needs the source frames directory" in res.output and res.output.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
 def test_stage_cli_bad_input_exits_1_with_one_sentence(inputs, tmp_path):
     from stages.render import main
 
