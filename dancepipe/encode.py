@@ -10,6 +10,13 @@ Audio: when ``audio_from`` names a video with an audio stream, its packets are c
 unchanged (remuxed) if the codec can live in MP4 (:data:`MP4_COPY_CODECS`); any other
 codec (Vorbis, PCM, ...) is decoded and re-encoded to AAC. Audio packets are
 interleaved with the video as it is written and are trimmed to the video's duration.
+
+``audio_start`` (seconds after the source's first video frame) starts the audio later,
+for an output whose first frame is a later source frame (render's ``trim`` rule): the
+copied track then begins with the packet that covers that time, plus one packet of
+decoder pre-roll, and the packets before the output's start get negative times, which
+the MP4 muxer turns into an edit list, so players start at the exact sample; the
+re-encoded track drops the decoded samples before that time.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import numpy as np
 
 from dancepipe.atomic import atomic_path
 from dancepipe.errors import DancepipeError
+from dancepipe.video import resolve_video
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +62,24 @@ def even_pad(image: np.ndarray) -> np.ndarray:
 
 
 class _AudioCopier:
-    """Feeds the audio of ``source`` into ``out`` up to a given time, copying or re-encoding."""
+    """Feeds the audio of ``source`` into ``out`` up to a given time, copying or re-encoding.
 
-    def __init__(self, source: Path, out: av.container.OutputContainer) -> None:
+    Output time 0 is source time ``start`` seconds after the source's first video
+    frame; audio before it is dropped (all but one pre-roll packet when copying).
+    """
+
+    def __init__(self, source: Path, out: av.container.OutputContainer, start: float = 0.0) -> None:
+        if not np.isfinite(start) or start < 0:
+            raise DancepipeError(f"{source}: audio start {start!r} s is not a time >= 0")
         self.input = av.open(str(source))
         self.in_stream = self.input.streams.audio[0]
         codec = self.in_stream.codec_context.name
         self.copy = codec in MP4_COPY_CODECS
         # Keep audio in sync with the first video frame: the video timeline starts there.
         video = self.input.streams.video[0] if self.input.streams.video else None
-        start = video.start_time if video is not None and video.start_time is not None else 0
-        self.offset = float(start * video.time_base) if video is not None and video.time_base else 0.0
+        v_start = video.start_time if video is not None and video.start_time is not None else 0
+        v_offset = float(v_start * video.time_base) if video is not None and video.time_base else 0.0
+        self.offset = v_offset + float(start)  # source seconds shown at output time 0
         tb = self.in_stream.time_base
         self.in_tb = float(tb) if tb else 1.0 / max(1, self.in_stream.rate or 1)
         if self.copy:
@@ -81,6 +96,8 @@ class _AudioCopier:
             log.info("%s audio in %s cannot go into MP4 unchanged; re-encoding it to AAC", codec, source)
         self.packets = self.input.demux(self.in_stream)
         self.pending: av.Packet | None = None
+        self.preroll: av.Packet | None = None  # the last packet that ends before output time 0
+        self.started = False  # re-encoding: the samples before output time 0 have been dropped
         self.done = False
         self.out = out
 
@@ -110,21 +127,62 @@ class _AudioCopier:
             if end is not None and t >= end:
                 self.done = True
                 break
-            shift = round(self.offset / self.in_tb)
             if self.copy:
-                # Packets before the first video frame (AAC priming) keep their negative
-                # time: the MP4 muxer turns them into an edit list.
-                packet.pts -= shift
-                if packet.dts is not None:
-                    packet.dts -= shift
-                packet.stream = self.out_stream
-                self.out.mux(packet)
+                self._copy(packet, t)
             else:
                 self._reencode(packet)
+
+    def _copy(self, packet: av.Packet, t: float) -> None:
+        """Remux one packet at output time ``t``; packets ending before time 0 are kept only as pre-roll."""
+        if t + float(packet.duration or 0) * self.in_tb <= 0:
+            self.preroll = packet  # entirely before the output's start
+            return
+        if self.preroll is not None:
+            # One packet before the start primes the decoder (AAC overlaps frames); like
+            # the encoder's own priming it keeps a negative time, and the MP4 muxer
+            # writes an edit list so that playback starts at output time 0.
+            self._mux_shifted(self.preroll)
+            self.preroll = None
+        self._mux_shifted(packet)
+
+    def _mux_shifted(self, packet: av.Packet) -> None:
+        shift = round(self.offset / self.in_tb)
+        packet.pts -= shift
+        if packet.dts is not None:
+            packet.dts -= shift
+        packet.stream = self.out_stream
+        self.out.mux(packet)
+
+    def _drop_before_start(self, frame: av.AudioFrame, packet: av.Packet) -> av.AudioFrame | None:
+        """The part of a decoded frame at output time >= 0 (None when it all lies before)."""
+        if self.started:
+            return frame
+        start = float(frame.time) if frame.time is not None else float(packet.pts) * self.in_tb
+        t = start - self.offset
+        if t >= 0:
+            self.started = True
+            return frame
+        cut = int(round(-t * frame.sample_rate))
+        if cut >= frame.samples:
+            return None
+        self.started = True
+        if cut == 0:
+            return frame
+        data = frame.to_ndarray()
+        channels = len(frame.layout.channels)
+        data = data[:, cut:] if frame.format.is_planar else data[:, cut * channels:]
+        trimmed = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=frame.format.name,
+                                             layout=frame.layout.name)
+        trimmed.sample_rate = frame.sample_rate
+        return trimmed
 
     def _reencode(self, packet: av.Packet | None) -> None:
         frames = packet.decode() if packet is not None else [None]
         for frame in frames:
+            if frame is not None and packet is not None:
+                frame = self._drop_before_start(frame, packet)
+                if frame is None:
+                    continue
             for rframe in self.resampler.resample(frame):
                 rframe.pts = self.samples
                 rframe.time_base = Fraction(1, self.out_stream.rate)
@@ -158,6 +216,7 @@ class VideoWriter:
         preset: str,
         audio_from: Path | None,
         name: Path,
+        audio_start: float = 0.0,
     ) -> None:
         self.name = name  # the final path, for messages
         self.width, self.height = int(width), int(height)
@@ -172,13 +231,14 @@ class VideoWriter:
         stream.options = {"crf": str(int(crf)), "preset": preset}
         self._video = stream
         if audio_from is not None:
+            audio_from = resolve_video(audio_from)  # an ingested video directory names its file
             try:
                 with av.open(str(audio_from)) as probe_in:
                     has_audio = bool(probe_in.streams.audio)
             except (av.error.FFmpegError, OSError) as e:
                 raise DancepipeError(f"{audio_from}: cannot read the audio source ({e.__class__.__name__})") from e
             if has_audio:
-                self._audio = _AudioCopier(audio_from, self._container)
+                self._audio = _AudioCopier(audio_from, self._container, start=audio_start)
 
     def write(self, image: np.ndarray) -> None:
         """Encode one (H, W, 3) uint8 RGB frame of the size given at construction."""
@@ -224,11 +284,15 @@ def mp4_writer(
     crf: int = 18,
     preset: str = "medium",
     audio_from: str | Path | None = None,
+    audio_start: float = 0.0,
 ) -> Iterator[VideoWriter]:
     """Open an H.264 MP4 for frame-by-frame writing; rename it into place on success.
 
     ``audio_from`` may be None or a video without audio (then the output has no audio
-    stream). On an exception the partial file is removed and ``path`` is untouched.
+    stream); an ingested video directory stands for the file it holds. ``audio_start``
+    is the source time (seconds after its first video frame) that the output's first
+    frame shows: the audio starts there and, as always, ends with the video. On an
+    exception the partial file is removed and ``path`` is untouched.
     """
     if width < 2 or height < 2:
         raise DancepipeError(f"{path}: cannot encode {width}x{height} frames")
@@ -237,6 +301,7 @@ def mp4_writer(
         writer = VideoWriter(
             tmp, width=width, height=height, fps=fps_fraction(fps), crf=crf, preset=preset,
             audio_from=Path(audio_from) if audio_from is not None else None, name=final,
+            audio_start=audio_start,
         )
         try:
             yield writer

@@ -7,7 +7,10 @@ in rendering, and the result is compared with the real frames:
 
 * ``ssim`` / ``psnr``: whole frame; ``ssim_box`` / ``psnr_box``: inside the subject's
   box (the label keypoints' extent padded by 15 % of the body height), where the
-  person is and where errors matter;
+  person is and where errors matter; ``ssim_face`` / ``psnr_face``: inside the face
+  box the labels stage recorded (clipped to the picture; null/NaN for frames without
+  a face box, ``face_frames`` counts those with one) — the paper reports body and face
+  apart;
 * ``pose_distance``: the pose model runs on each generated frame; the mean distance of
   its keypoints to the conditioning keypoints, divided by the body height (keypoint
   extent), averaged over frames where a person was found; ``no_person_rate``: share of
@@ -18,11 +21,28 @@ in rendering, and the result is compared with the real frames:
   (0..1). ``warp_error_real`` is the same measure on the real frames, the floor a
   perfect generator would reach with that flow.
 
-**Transfer** (the rendered ``outputs/transfer.mp4``, no ground truth): ``pose_distance``
-to the normalised source keypoints the frames were generated from, ``detection_rate``
-(share of frames with a person found) and ``warp_error`` with the flow estimated on the
-generated frames themselves (there are no real frames of the target doing this motion;
-this measures flicker that a smooth motion field cannot explain, so it is a lower bound).
+The **nearest-neighbour baseline** of the paper is scored beside it with the same code
+(:class:`_Scorer`): for each held-out frame, the real *training* frame
+(``split.train_frames``) whose label pose is closest (:mod:`dancepipe.baseline` states
+the distance) stands in for the generated frame. Its keys carry a ``baseline_``
+prefix; ``baseline_frames`` counts held-out frames that had a pose to match,
+``baseline_match_distance`` is the mean retrieval distance (how far the held-out poses
+are from anything seen in training), and the per-frame table names the chosen
+training frame (``baseline_frame``).
+
+**Transfer** (the rendered transfer video, no ground truth): render shows no generated
+frame for a source label without a person (``render.empty``: hold, trim or blank,
+:mod:`dancepipe.gaps`), so the video is mapped back to its labels through the same
+frame plan. On the generated frames: ``pose_distance`` to the normalised source
+keypoints they were generated from, ``detection_rate`` (share of the video frames whose
+label has a person — ``person_frames`` of them — in which the pose model found the
+subject) and ``warp_error`` between consecutive generated frames with the flow
+estimated on the generated frames themselves (there are no real frames of the target
+doing this motion; this measures flicker that a smooth motion field cannot explain, so
+it is a lower bound). Bookkeeping: ``person_less_frames`` (source labels without a
+person), ``substituted_frames`` (held or blank video frames), ``trimmed_frames``
+(dropped from the ends) and ``empty_label_frames_generated`` (video frames generated
+from a label without a person: 0 by construction, counted from the plan).
 """
 
 from __future__ import annotations
@@ -42,8 +62,11 @@ from pydantic import Field, field_validator
 
 from dancepipe import metrics as M
 from dancepipe.atomic import atomic_path
+from dancepipe.baseline import nearest_poses
 from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
+from dancepipe.face import Box
+from dancepipe.gaps import EMPTY_RULES
 from dancepipe.keypoints import columns_to_keypoints
 from dancepipe.render import (
     check_device,
@@ -51,6 +74,7 @@ from dancepipe.render import (
     generate_sequence,
     load_face,
     load_rgb,
+    plan_for,
     read_index,
     resolve_device,
 )
@@ -66,9 +90,15 @@ TRANSFER_JSON = "transfer.json"
 EVAL_CSV = "eval_per_frame.csv"
 TRANSFER_CSV = "transfer_per_frame.csv"
 
-EVAL_COLUMNS = ("frame", "ssim", "psnr", "ssim_box", "psnr_box", "pose_distance", "person_found",
-                "warp_error", "warp_error_real")
-TRANSFER_COLUMNS = ("frame", "pose_distance", "person_found", "warp_error")
+# Per-frame scores of one image against the real frame, shared by the generator and the
+# baseline (whose columns carry BASELINE_PREFIX).
+SCORE_COLUMNS = ("ssim", "psnr", "ssim_box", "psnr_box", "ssim_face", "psnr_face", "pose_distance", "person_found",
+                 "warp_error")
+BASELINE_PREFIX = "baseline_"
+
+EVAL_COLUMNS = ("frame", *SCORE_COLUMNS, "warp_error_real", "baseline_frame", "baseline_match_distance",
+                *(BASELINE_PREFIX + c for c in SCORE_COLUMNS))
+TRANSFER_COLUMNS = ("frame", "label_person", "generated", "pose_distance", "person_found", "warp_error")
 
 
 class EvaluateConfig(StageConfig):
@@ -149,14 +179,19 @@ def detect_subjects(
 
 
 class _PoseBatcher:
-    """Collects generated frames and runs the pose model on full batches (constant memory)."""
+    """Collects images and runs the pose model on full batches (constant memory).
+
+    Each image is queued with the row it belongs to and a column ``prefix``, so the
+    generated and the baseline images of one held-out frame share batches and land in
+    ``<prefix>person_found`` / ``<prefix>pose_distance`` of the same row.
+    """
 
     def __init__(self, model: Any, cfg: EvaluateConfig, rows: list[dict[str, Any]]) -> None:
         self.model, self.cfg, self.rows = model, cfg, rows
-        self.pending: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self.pending: list[tuple[int, str, np.ndarray, np.ndarray]] = []
 
-    def add(self, row_index: int, image: np.ndarray, ref: np.ndarray) -> None:
-        self.pending.append((row_index, image, ref))
+    def add(self, row_index: int, image: np.ndarray, ref: np.ndarray, prefix: str = "") -> None:
+        self.pending.append((row_index, prefix, image, ref))
         if len(self.pending) >= self.cfg.batch:
             self.flush()
 
@@ -164,13 +199,72 @@ class _PoseBatcher:
         if not self.pending:
             return
         found = detect_subjects(
-            self.model, [p[1] for p in self.pending], [p[2] for p in self.pending],
+            self.model, [p[2] for p in self.pending], [p[3] for p in self.pending],
             imgsz=self.cfg.imgsz, det_conf=self.cfg.det_conf, kp_conf=self.cfg.kp_conf, match_iou=self.cfg.match_iou,
         )
-        for (i, _img, ref), kps in zip(self.pending, found, strict=True):
-            self.rows[i]["person_found"] = int(kps is not None)
-            self.rows[i]["pose_distance"] = M.pose_distance(kps, ref)
+        for (i, prefix, _img, ref), kps in zip(self.pending, found, strict=True):
+            self.rows[i][prefix + "person_found"] = int(kps is not None)
+            self.rows[i][prefix + "pose_distance"] = M.pose_distance(kps, ref)
         self.pending = []
+
+
+# ---------------------------------------------------------------------------- scoring
+
+# Real-frame flow between consecutive held-out frames: (backward flow t → t−1, occlusion mask).
+Flow = tuple[np.ndarray, np.ndarray]
+
+
+class _Scorer:
+    """The one scoring path for every image compared with a real held-out frame.
+
+    :meth:`score` writes the image metrics into the row at once and queues the image
+    for the pose model (:class:`_PoseBatcher`); the generator's images are scored with
+    ``prefix=""`` and the baseline's with ``prefix="baseline_"``, so both get exactly
+    the same measures.
+    """
+
+    def __init__(self, pose_model: Any, cfg: EvaluateConfig, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.poses = _PoseBatcher(pose_model, cfg, rows)
+
+    def score(self, i: int, image: np.ndarray, real: np.ndarray, ref: np.ndarray, face_box: Box | None,
+              prev: np.ndarray | None, flow: Flow | None, prefix: str = "") -> None:
+        """Score ``image`` against ``real`` into row ``i``.
+
+        Whole frame, the subject box of ``ref`` (the held-out pose), the recorded face
+        box, the warping error from ``prev`` (this image's predecessor, in the same
+        sequence) with the real frames' ``flow``, and the pose re-detected on ``image``
+        against ``ref``.
+        """
+        h, w = real.shape[:2]
+        row = self.rows[i]
+        row[prefix + "ssim"], row[prefix + "psnr"] = M.ssim(image, real), M.psnr(image, real)
+        row[prefix + "ssim_box"], row[prefix + "psnr_box"] = M.region_scores(image, real, M.subject_box(ref, w, h))
+        row[prefix + "ssim_face"], row[prefix + "psnr_face"] = M.region_scores(
+            image, real, M.face_region(face_box, w, h))
+        row[prefix + "warp_error"] = (M.warp_error(prev, image, *flow) if prev is not None and flow is not None
+                                      else math.nan)
+        self.poses.add(i, image, ref, prefix)
+
+    def flush(self) -> None:
+        self.poses.flush()
+
+
+def _rate(values: pd.Series) -> float | None:
+    """Mean of a 0/1 column over its defined entries; None when none is defined."""
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    return float(v.mean()) if len(v) else None
+
+
+def _summarise(df: pd.DataFrame, prefix: str = "") -> dict[str, Any]:
+    """Mean scores of one image sequence (generator or baseline) in the per-frame table."""
+    out: dict[str, Any] = {prefix + k: M.nanmean(df[prefix + k])
+                           for k in ("ssim", "psnr", "ssim_box", "psnr_box", "ssim_face", "psnr_face",
+                                     "pose_distance")}
+    found = _rate(df[prefix + "person_found"])
+    out[prefix + "no_person_rate"] = None if found is None else 1.0 - found
+    out[prefix + "warp_error"] = M.nanmean(df[prefix + "warp_error"])
+    return out
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -178,17 +272,33 @@ class _PoseBatcher:
 
 @dataclasses.dataclass
 class Evaluation:
-    """Summary numbers, per-frame table and sample images of one evaluation."""
+    """Summary numbers, per-frame table and sample images of one evaluation.
+
+    ``samples`` holds (frame, panels): label | generated | baseline | real for the
+    held-out frames, label | generated for the transfer. ``notes`` are sentences the
+    report shows with the section.
+    """
 
     summary: dict[str, Any]
     per_frame: pd.DataFrame
-    samples: list[tuple[int, list[np.ndarray]]]  # (frame, panels)
+    samples: list[tuple[int, list[np.ndarray]]]
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 def _sample_positions(n: int, k: int) -> set[int]:
     if k <= 0 or n == 0:
         return set()
     return {int(round(x)) for x in np.linspace(0, n - 1, min(k, n))}
+
+
+def _rows_for(index: pd.DataFrame, frames: list[int], what: str, where: str) -> None:
+    """Raise when some of ``frames`` are not in ``index`` (the checkpoint was trained on other data)."""
+    missing = [f for f in frames if f not in index.index]
+    if missing:
+        raise DancepipeError(
+            f"{where}: {len(missing)} {what} frames are missing, e.g. frame {missing[0]}; "
+            "the checkpoint was trained on other data"
+        )
 
 
 def evaluate_holdout(
@@ -199,89 +309,98 @@ def evaluate_holdout(
     frames_dir: str | Path,
     labels_dir: str | Path,
     holdout_frames: Iterable[int],
+    train_frames: Iterable[int],
     face: Any | None = None,
     device: torch.device | str = "cpu",
     progress: ProgressFn | None = None,
 ) -> Evaluation:
-    """Self-reenactment metrics on ``holdout_frames`` (see the module docstring)."""
+    """Self-reenactment metrics on ``holdout_frames``, for the generator and the nearest-neighbour baseline.
+
+    The baseline's image for a held-out frame is the real frame of the ``train_frames``
+    whose label pose is closest (:func:`dancepipe.baseline.nearest_poses`); it is
+    scored by the same :class:`_Scorer` as the generated frame.
+    """
     device = torch.device(device) if isinstance(device, str) else device
     wanted = sorted({int(f) for f in holdout_frames})
     if not wanted:
         raise DancepipeError("the generator checkpoint has no held-out frames (train.holdout_fraction is 0?)")
+    train = sorted({int(f) for f in train_frames} - set(wanted))
+    if not train:
+        raise DancepipeError("the generator checkpoint lists no training frames (split.train_frames); "
+                             "the nearest-neighbour baseline needs them, retrain the generator")
     labels = read_index(labels_dir, "labels").set_index("frame", drop=False)
     frames = read_index(frames_dir, "frames").set_index("frame", drop=False)
-    missing = [f for f in wanted if f not in labels.index or f not in frames.index]
-    if missing:
-        raise DancepipeError(
-            f"{labels_dir} / {frames_dir}: {len(missing)} held-out frames are missing, e.g. frame {missing[0]}; "
-            "the checkpoint was trained on other data"
-        )
+    for what, fs in (("held-out", wanted), ("training", train)):
+        _rows_for(labels, fs, what, str(labels_dir))
+        _rows_for(frames, fs, what, str(frames_dir))
     lab = labels.loc[wanted].reset_index(drop=True)
     kps = columns_to_keypoints(lab)
+    boxes = face_boxes(lab)
+    match = nearest_poses(kps, columns_to_keypoints(labels.loc[train]))
+    base_frames = [train[j] if j >= 0 else None for j in match.index]
     label_paths = [Path(labels_dir) / f for f in lab["file"]]
     real_paths = [Path(frames_dir) / frames.loc[f, "file"] for f in wanted]
+    base_paths = [None if f is None else Path(frames_dir) / frames.loc[f, "file"] for f in base_frames]
 
-    def read_pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for lp, rp in zip(label_paths, real_paths, strict=True):
-            yield load_rgb(lp), load_rgb(rp)
+    def read_inputs() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        for lp, rp, bp in zip(label_paths, real_paths, base_paths, strict=True):
+            yield load_rgb(lp), load_rgb(rp), None if bp is None else load_rgb(bp)
 
-    source = prefetch(read_pairs(), size=8)
-    current: list[tuple[np.ndarray, np.ndarray]] = []
+    source = prefetch(read_inputs(), size=8)
+    current: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
 
     def labels_iter() -> Iterator[np.ndarray]:
-        for label, real in source:
-            current.append((label, real))
-            yield label
+        for item in source:
+            current.append(item)
+            yield item[0]
 
     rows: list[dict[str, Any]] = []
-    poses = _PoseBatcher(pose_model, cfg, rows)
+    scorer = _Scorer(pose_model, cfg, rows)
     sample_at = _sample_positions(len(wanted), cfg.sample_frames)
     samples: list[tuple[int, list[np.ndarray]]] = []
-    prev_gen = prev_real = None
-    gen_iter = generate_sequence(generator, labels_iter(), device=device, face=face, boxes=face_boxes(lab))
+    prev_gen = prev_real = prev_base = None
+    gen_iter = generate_sequence(generator, labels_iter(), device=device, face=face, boxes=boxes)
     for i, gen in enumerate(gen_iter):
-        label, real = current.pop(0)
-        if real.shape != gen.shape:
-            raise DancepipeError(
-                f"{real_paths[i]}: real frame is {real.shape[1]}x{real.shape[0]} but the generator made "
-                f"{gen.shape[1]}x{gen.shape[0]}"
-            )
-        row: dict[str, Any] = {"frame": wanted[i], "ssim": M.ssim(gen, real), "psnr": M.psnr(gen, real)}
-        box = M.subject_box(kps[i], gen.shape[1], gen.shape[0])
-        if box is not None:
-            x0, y0, x1, y1 = box
-            row["ssim_box"] = M.ssim(gen[y0:y1, x0:x1], real[y0:y1, x0:x1])
-            row["psnr_box"] = M.psnr(gen[y0:y1, x0:x1], real[y0:y1, x0:x1])
-        else:
-            row["ssim_box"] = row["psnr_box"] = math.nan
-        if prev_gen is not None and wanted[i] == wanted[i - 1] + 1:
+        label, real, base = current.pop(0)
+        for path, what, img in ((real_paths[i], "the generator made", gen),
+                                (base_paths[i], f"training frame {base_frames[i]} is", base)):
+            if img is not None and real.shape != img.shape:
+                raise DancepipeError(
+                    f"{path}: real frame {wanted[i]} is {real.shape[1]}x{real.shape[0]} but {what} "
+                    f"{img.shape[1]}x{img.shape[0]}"
+                )
+        flow: Flow | None = None
+        row: dict[str, Any] = {"frame": wanted[i], "warp_error_real": math.nan,
+                               "baseline_frame": base_frames[i], "baseline_match_distance": match.distance[i]}
+        if prev_real is not None and wanted[i] == wanted[i - 1] + 1:
             back = M.farneback_flow(real, prev_real)
-            mask = M.consistency_mask(back, M.farneback_flow(prev_real, real))
-            row["warp_error"] = M.warp_error(prev_gen, gen, back, mask)
-            row["warp_error_real"] = M.warp_error(prev_real, real, back, mask)
-        else:
-            row["warp_error"] = row["warp_error_real"] = math.nan
+            flow = (back, M.consistency_mask(back, M.farneback_flow(prev_real, real)))
+            row["warp_error_real"] = M.warp_error(prev_real, real, *flow)
         rows.append(row)
-        poses.add(i, gen, kps[i])
+        scorer.score(i, gen, real, kps[i], boxes[i], prev_gen, flow)
+        if base is not None:
+            scorer.score(i, base, real, kps[i], boxes[i], prev_base, flow, prefix=BASELINE_PREFIX)
         if i in sample_at:
-            samples.append((wanted[i], [label, gen, real]))
-        prev_gen, prev_real = gen, real
+            samples.append((wanted[i], [label, gen, base if base is not None else np.zeros_like(real), real]))
+        prev_gen, prev_real, prev_base = gen, real, base
         if progress is not None:
             progress(1)
-    poses.flush()
+    scorer.flush()
     df = pd.DataFrame(rows, columns=list(EVAL_COLUMNS))
-    summary = {
-        "frames": len(df),
-        "ssim": M.nanmean(df["ssim"]),
-        "psnr": M.nanmean(df["psnr"]),
-        "ssim_box": M.nanmean(df["ssim_box"]),
-        "psnr_box": M.nanmean(df["psnr_box"]),
-        "pose_distance": M.nanmean(df["pose_distance"]),
-        "no_person_rate": float(1.0 - df["person_found"].mean()),
-        "warp_error": M.nanmean(df["warp_error"]),
-        "warp_error_real": M.nanmean(df["warp_error_real"]),
-    }
-    return Evaluation(summary, df, samples)
+    for c in ("person_found", "baseline_person_found", "baseline_frame"):
+        df[c] = df[c].astype("Int64")
+    summary: dict[str, Any] = {"frames": len(df), "face_frames": int(sum(b is not None for b in boxes))}
+    summary |= _summarise(df)
+    summary["warp_error_real"] = M.nanmean(df["warp_error_real"])
+    summary["baseline_frames"] = int(df["baseline_frame"].notna().sum())
+    summary["baseline_match_distance"] = M.nanmean(df["baseline_match_distance"])
+    summary |= _summarise(df, BASELINE_PREFIX)
+    notes = [f"Baseline: for each held-out frame, the real training frame (of {len(train)}) whose pose is closest "
+             f"(hip-centred mean joint distance / body height); {summary['baseline_frames']} of {len(df)} held-out "
+             "frames had a pose to match."]
+    if summary["face_frames"] < len(df):
+        notes.append(f"Face metrics cover the {summary['face_frames']} held-out frames with a recorded face box.")
+    return Evaluation(summary, df, samples, notes)
 
 
 def evaluate_transfer(
@@ -290,44 +409,78 @@ def evaluate_transfer(
     *,
     labels_dir: str | Path,
     video: str | Path,
+    empty_rule: str = "trim",
     progress: ProgressFn | None = None,
 ) -> Evaluation:
-    """Pose distance, detection rate and flicker of the rendered transfer video."""
+    """Pose distance, detection rate and flicker of the rendered transfer video.
+
+    Render never generates a frame from a label with no person (``render.empty``,
+    :mod:`dancepipe.gaps`); ``empty_rule`` must be the rule the video was rendered
+    with, so that the same :func:`~dancepipe.gaps.plan_frames` maps each video frame
+    to its label row. Detection and pose distance are measured on generated frames
+    only; ``warp_error`` between two consecutive video frames that are both generated
+    (a held frame repeats its predecessor, a blank one is a deliberate cut: neither
+    says anything about the generator's flicker).
+    """
     labels = read_index(labels_dir, "labels")
+    plan = plan_for(labels, empty_rule, labels_dir)  # the plan render followed
+    person = labels["person_found"].to_numpy(dtype=bool)
     kps = columns_to_keypoints(labels)
-    n = len(labels)
-    sample_at = _sample_positions(n, cfg.sample_frames)
+    generated_at = np.flatnonzero(plan.generated)
+    sample_at = {int(generated_at[p]) for p in _sample_positions(len(generated_at), cfg.sample_frames)}
     rows: list[dict[str, Any]] = []
     poses = _PoseBatcher(pose_model, cfg, rows)
     samples: list[tuple[int, list[np.ndarray]]] = []
-    prev = None
+    prev: np.ndarray | None = None
+    prev_generated = False
     count = 0
     h, w = load_rgb(Path(labels_dir) / labels["file"].iloc[0]).shape[:2]
-    for i, fr in enumerate(prefetch(iter_frames(video), size=8)):
-        count = i + 1
-        if i >= n:
+    for j, fr in enumerate(prefetch(iter_frames(video), size=8)):
+        count = j + 1
+        if j >= plan.frames:
             continue  # counted for the error below
+        r, generated = int(plan.rows[j]), bool(plan.generated[j])
         image = np.ascontiguousarray(fr.image[:h, :w])  # drop the encoder's even-size padding, if any
-        row: dict[str, Any] = {"frame": int(labels["frame"].iloc[i])}
-        row["warp_error"] = M.temporal_error(prev, image, (prev, image)) if prev is not None else math.nan
+        row: dict[str, Any] = {"frame": int(labels["frame"].iloc[r]), "label_person": int(person[r]),
+                               "generated": int(generated)}
+        both = generated and prev_generated and prev is not None
+        row["warp_error"] = M.temporal_error(prev, image, (prev, image)) if both else math.nan
         rows.append(row)
-        poses.add(i, image, kps[i])
-        if i in sample_at:
-            samples.append((row["frame"], [load_rgb(Path(labels_dir) / labels["file"].iloc[i]), image]))
-        prev = image
+        if generated:
+            poses.add(j, image, kps[r])
+        if j in sample_at:
+            samples.append((row["frame"], [load_rgb(Path(labels_dir) / labels["file"].iloc[r]), image]))
+        prev, prev_generated = image, generated
         if progress is not None:
             progress(1)
     poses.flush()
-    if count != n:
-        raise DancepipeError(f"{video}: has {count} frames but {labels_dir} has {n} labels; rerun the render stage")
+    if count != plan.frames:
+        raise DancepipeError(
+            f"{video}: has {count} frames but {labels_dir} gives {plan.frames} output frames under "
+            f"render.empty = {empty_rule} ({plan.total} labels, {plan.empty} without a person); "
+            "rerun the render stage"
+        )
     df = pd.DataFrame(rows, columns=list(TRANSFER_COLUMNS))
+    df["person_found"] = df["person_found"].astype("Int64")
+    label_person = df["label_person"].to_numpy(dtype=bool)
+    generated = df["generated"].to_numpy(dtype=bool)
+    detected = (df["person_found"].fillna(0).to_numpy(dtype=int) == 1) & label_person
+    person_frames = int(label_person.sum())
     summary = {
-        "frames": n,
+        "frames": plan.frames,
         "pose_distance": M.nanmean(df["pose_distance"]),
-        "detection_rate": float(df["person_found"].mean()),
+        "detection_rate": float(detected.sum() / person_frames) if person_frames else None,
         "warp_error": M.nanmean(df["warp_error"]),
+        "person_frames": person_frames,
+        "person_less_frames": plan.empty,
+        "substituted_frames": plan.substituted,
+        "trimmed_frames": plan.trimmed,
+        "empty_label_frames_generated": int((generated & ~label_person).sum()),
     }
-    return Evaluation(summary, df, samples)
+    notes = [f"render.empty = {empty_rule}: {plan.empty} of {plan.total} source labels show no person and were not "
+             f"generated ({plan.substituted} held or blank video frames, {plan.trimmed} trimmed from the ends); "
+             "detection and pose distance are measured on the generated frames only."]
+    return Evaluation(summary, df, samples, notes)
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -371,29 +524,37 @@ def run_evaluate(
     metrics_dir: str | Path,
     report_path: str | Path,
     train_curves: str | Path | None = None,
+    empty_rule: str = "trim",
     progress: ProgressFn | None = None,
     pose_model: Any | None = None,
 ) -> EvaluateResult:
-    """The evaluate stage's entry point: both evaluations, metrics files and the HTML report."""
+    """The evaluate stage's entry point: both evaluations, metrics files and the HTML report.
+
+    ``empty_rule`` is the ``render.empty`` rule the transfer video was rendered with
+    (see :func:`evaluate_transfer`).
+    """
     from dancepipe.checkpoint import load_generator
     from dancepipe.report import write_report
 
     device = resolve_device(cfg.device)
+    if empty_rule not in EMPTY_RULES:  # checked before the long held-out pass, not after it
+        raise DancepipeError(f"render.empty = {empty_rule!r}: choose one of {', '.join(EMPTY_RULES)}")
     if not Path(generator_path).is_file():
         raise DancepipeError(f"{generator_path}: generator checkpoint does not exist (run the train stage first)")
     if not Path(transfer_video).is_file():
         raise DancepipeError(f"{transfer_video}: transfer video does not exist (run the render stage first)")
     generator, meta = load_generator(generator_path, device)
-    holdout = meta.get("split", {}).get("holdout_frames", [])
+    split = meta.get("split", {})
     face, note = load_face(face_path, cfg.face, device)
     if pose_model is None:
         from dancepipe.posemodel import load_pose_model
 
         pose_model = load_pose_model(cfg.pose_model, str(device))
     held = evaluate_holdout(generator, pose_model, cfg, frames_dir=frames_dir, labels_dir=labels_dir,
-                            holdout_frames=holdout, face=face, device=device, progress=progress)
+                            holdout_frames=split.get("holdout_frames", []),
+                            train_frames=split.get("train_frames", []), face=face, device=device, progress=progress)
     trans = evaluate_transfer(pose_model, cfg, labels_dir=transfer_labels_dir, video=transfer_video,
-                              progress=progress)
+                              empty_rule=empty_rule, progress=progress)
     mdir = Path(metrics_dir)
     write_json(mdir / EVAL_JSON, held.summary)
     write_json(mdir / TRANSFER_JSON, trans.summary)

@@ -20,7 +20,14 @@ from dancepipe.assets import DEMO_CLIPS, fetch_asset, sha256_file
 from dancepipe.atomic import atomic_path
 from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
-from dancepipe.video import DecodeReport, iter_frames, probe
+from dancepipe.video import (
+    INGEST_META,
+    DecodeReport,
+    announced_frames,
+    container_extension,
+    iter_frames,
+    probe,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +41,7 @@ class IngestConfig(StageConfig):
     relative to the project root (put your own videos under ``inputs/``).
     """
 
-    target: str = "demo:pose2sim_cam01"
+    target: str = "demo:dancer"
     source: str = "demo:sports2d"
 
     @field_validator("target", "source")
@@ -59,12 +66,17 @@ def resolve_input(spec: str, root: str | Path = ".") -> Path:
     return path
 
 
-def ingest_video(spec: str, out_video: str | Path, out_meta: str | Path, *, root: str | Path = ".") -> dict[str, Any]:
-    """Copy the video named by ``spec`` to ``out_video`` and write its metadata JSON.
+def ingest_video(spec: str, out_dir: str | Path, *, root: str | Path = ".") -> dict[str, Any]:
+    """Copy the video named by ``spec`` into the directory ``out_dir`` and describe it.
 
-    Raises :class:`DancepipeError` for a missing, empty, non-video or undecodable
-    file. A truncated file is accepted with a warning that says how many frames could
-    be decoded, how many packets could not and how many announced frames are missing.
+    ``out_dir`` receives the file byte for byte as ``video.<ext>``, ``<ext>`` naming
+    its real container (:func:`dancepipe.video.container_extension`), and
+    ``meta.json``; later stages open the directory through
+    :func:`dancepipe.video.resolve_video`. Raises :class:`DancepipeError` for a
+    missing, empty, non-video or undecodable file. A file that ends early is accepted
+    with a warning that says how many frames could be decoded, how many packets could
+    not and how many announced frames are missing; a header that announces one frame
+    more than the file holds is common and only recorded.
     """
     src = resolve_input(spec, root)
     info = probe(src)
@@ -78,25 +90,20 @@ def ingest_video(spec: str, out_video: str | Path, out_meta: str | Path, *, root
             "(truncated or damaged file)",
             src, report.decoded, report.errors, report.missing,
         )
+    name = f"video.{container_extension(src)}"
     meta = info.to_dict()
     meta.update(
-        path=str(out_video),
+        file=name,
+        path=str(Path(out_dir) / name),
         origin=spec,
         origin_sha256=sha256_file(src),
         frame_count=report.decoded,
+        announced_frames=announced_frames(src),
         decode_errors=report.errors,
         missing_frames=report.missing,
         timestamps=timestamps,
     )
-    with atomic_path(out_video) as tmp_video, atomic_path(out_meta) as tmp_meta:
-        shutil.copyfile(src, tmp_video)
-        tmp_meta.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    with atomic_path(out_dir, directory=True) as tmp:
+        shutil.copyfile(src, tmp / name)
+        (tmp / INGEST_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """Load a metadata sidecar written by :func:`ingest_video`."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise DancepipeError(f"{path}: video metadata does not exist (run the ingest stage first)") from e

@@ -51,6 +51,11 @@ class DrawConfig(StageConfig):
     line_width: float = Field(0.02, gt=0, le=0.2)
     joint_radius: float = Field(0.012, gt=0, le=0.2)
     min_conf: float = Field(0.0, ge=0, le=1)
+    min_joints: int = Field(
+        8, ge=1, le=17,
+        description="a label shows a person only with at least this many visible keypoints; fewer is a body "
+                    "mostly outside the picture, which the generator cannot draw (the frame is left empty)",
+    )
     face_box_fraction: float = Field(0.1667, gt=0, le=1)
     workers: int = Field(2, ge=1, le=64)
 
@@ -282,7 +287,11 @@ def run_labels(
     label_kps = target_px.copy()
     label_kps[..., :2] = transform.apply_points(target_px[..., :2])
     style = DrawStyle.for_height(h, cfg.draw.line_width, cfg.draw.joint_radius, cfg.draw.min_conf)
-    found = visible_mask(label_kps, style.min_conf).any(axis=1)
+    found = visible_mask(label_kps, style.min_conf).sum(axis=1) >= cfg.draw.min_joints
+    if kind == "transfer" and not found.any():
+        raise DancepipeError(
+            f"{poses}: no frame of the source shows a person ({len(df)} frames), so there is no motion to transfer"
+        )
     label_kps[~found] = np.nan
     frames = df["frame"].to_numpy(np.int64)
     files = [f"{f:06d}.png" for f in frames]

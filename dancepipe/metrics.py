@@ -68,9 +68,9 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def valid_points(kps: np.ndarray) -> np.ndarray:
-    """(17,) bool: keypoints with finite x and y."""
+    """(..., 17) bool: keypoints with finite x and y, for one (17, 3) pose or a stack (N, 17, 3)."""
     k = np.asarray(kps, dtype=np.float64)
-    return np.isfinite(k[:, 0]) & np.isfinite(k[:, 1])
+    return np.isfinite(k[..., 0]) & np.isfinite(k[..., 1])
 
 
 def body_height(kps: np.ndarray) -> float:
@@ -98,13 +98,46 @@ def subject_box(kps: np.ndarray, width: int, height: int, pad: float = 0.15) -> 
         return None
     xs, ys = k[ok, 0], k[ok, 1]
     margin = pad * body_height(k)
-    x0 = int(np.floor(max(0.0, xs.min() - margin)))
-    y0 = int(np.floor(max(0.0, ys.min() - margin)))
-    x1 = int(np.ceil(min(float(width), xs.max() + margin)))
-    y1 = int(np.ceil(min(float(height), ys.max() + margin)))
-    if x1 - x0 < 2 or y1 - y0 < 2:
+    return clip_box(xs.min() - margin, ys.min() - margin, xs.max() + margin, ys.max() + margin, width, height)
+
+
+def clip_box(x0: float, y0: float, x1: float, y1: float, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """Box (x0, y0, x1, y1) rounded outwards to whole pixels and clipped to a ``width`` × ``height`` image.
+
+    None when less than 2 pixels remain on a side (nothing meaningful to compare).
+    """
+    bx0 = int(np.floor(max(0.0, x0)))
+    by0 = int(np.floor(max(0.0, y0)))
+    bx1 = int(np.ceil(min(float(width), x1)))
+    by1 = int(np.ceil(min(float(height), y1)))
+    if bx1 - bx0 < 2 or by1 - by0 < 2:
         return None
-    return x0, y0, x1, y1
+    return bx0, by0, bx1, by1
+
+
+def face_region(box: tuple[int, int, int] | None, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """A recorded face square (x0, y0, size), as the labels index stores it, → clipped (x0, y0, x1, y1).
+
+    The labels stage keeps its boxes inside the picture, but a box may come from
+    elsewhere (or from an older index), so the part outside the image is cut off
+    rather than trusted. None for no box (``face_ok`` false) or when under 2 pixels remain.
+    """
+    if box is None:
+        return None
+    x0, y0, size = box
+    return clip_box(x0, y0, x0 + size, y0 + size, width, height)
+
+
+def region_scores(a: np.ndarray, b: np.ndarray, box: tuple[int, int, int, int] | None) -> tuple[float, float]:
+    """(SSIM, PSNR) of ``a`` and ``b`` inside ``box`` (x0, y0, x1, y1); (NaN, NaN) when ``box`` is None.
+
+    The crop is scored on its own (SSIM's window reflects at the crop's border), which
+    is what "SSIM on the body/face box" means in the paper's tables.
+    """
+    if box is None:
+        return float("nan"), float("nan")
+    x0, y0, x1, y1 = box
+    return ssim(a[y0:y1, x0:x1], b[y0:y1, x0:x1]), psnr(a[y0:y1, x0:x1], b[y0:y1, x0:x1])
 
 
 def pose_distance(pred: np.ndarray | None, ref: np.ndarray) -> float:

@@ -7,8 +7,18 @@ crop (the recurrence uses the unrefined output, which is what the generator saw 
 training). Frames are encoded to H.264 at the source frame rate and the source's audio
 track is carried over (:mod:`dancepipe.encode`).
 
+A label without a person (``person_found`` False) is never given to the generator:
+``render.empty`` picks what the output shows instead (:mod:`dancepipe.gaps`: hold the
+last generated frame, blank it, or trim the person-less ends and hold inside), and the
+recurrence continues across the gap from the last generated output. With ``trim`` the
+audio starts at the source time of the first frame kept, so it stays in sync.
+
+The side-by-side video shows source | label | generated for the same frames; its
+source panel is a steadied crop of the source video around the source subject, with
+the dancer as tall as the stick figure (:mod:`dancepipe.sidebyside`).
+
 The recurrence makes frame-level batching impossible, so the rest is overlapped with
-it instead: label PNGs (and source frames for the side-by-side video) are read by a
+it instead: label PNGs (and source panels for the side-by-side video) are read by a
 background thread (:func:`dancepipe.video.prefetch`) and encoding runs in another
 (:class:`dancepipe.encode.BackgroundWriter`), so the main thread only runs networks.
 """
@@ -33,6 +43,7 @@ from pydantic import Field, field_validator
 from dancepipe.config import StageConfig
 from dancepipe.encode import BackgroundWriter, mp4_writer
 from dancepipe.errors import DancepipeError
+from dancepipe.gaps import EMPTY_RULES, EmptyRule, FramePlan, plan_frames
 from dancepipe.keypoints import read_table
 from dancepipe.video import prefetch, probe
 
@@ -71,6 +82,13 @@ class RenderConfig(StageConfig):
         "medium", description="x264 speed/size trade-off"
     )
     face: bool = Field(True, description="apply the face GAN when models/face.pt has it enabled")
+    empty: EmptyRule = Field(
+        "trim", description=f"what a frame without a person shows: {', '.join(EMPTY_RULES)} (see dancepipe.gaps)"
+    )
+    panel_window: int = Field(
+        15, ge=1, le=1001,
+        description="side-by-side source panel: frames over which its crop (centre and scale) is smoothed",
+    )
 
     @field_validator("device")
     @classmethod
@@ -99,12 +117,26 @@ def read_index(directory: str | Path, what: str) -> pd.DataFrame:
     return df
 
 
-def count_frames(labels_dir: str | Path) -> int | None:
-    """Number of rows in a labels index (for a progress bar), None when it cannot be read."""
+def count_frames(labels_dir: str | Path, empty: str | None = None) -> int | None:
+    """Frames the render will write (for a progress bar), None when the index cannot be read.
+
+    Without ``empty`` this is the number of labels; with a rule it is the planned
+    output length (``trim`` drops the person-less ends).
+    """
     try:
-        return len(read_table(Path(labels_dir) / "index.parquet")[0])
+        df = read_table(Path(labels_dir) / "index.parquet")[0]
+        if empty is None or "person_found" not in df.columns:
+            return len(df)
+        return plan_frames(df.sort_values("frame")["person_found"].to_numpy(bool), empty).frames
     except DancepipeError:
         return None
+
+
+def plan_for(labels: pd.DataFrame, rule: str, where: str | Path) -> FramePlan:
+    """The :func:`dancepipe.gaps.plan_frames` plan of a labels index (rows sorted by frame)."""
+    if "person_found" not in labels.columns:
+        raise DancepipeError(f"{where}: the labels index has no 'person_found' column; rerun the labels stage")
+    return plan_frames(labels["person_found"].to_numpy(bool), rule)
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
@@ -190,6 +222,61 @@ def _refine_batch(face: Any, pending: list[tuple[torch.Tensor, torch.Tensor, Box
     return [to_image(refined[i:i + 1]) for i in range(len(pending))]
 
 
+class Recurrence:
+    """The generator run frame by frame, each frame conditioned on its previous output.
+
+    :meth:`step` takes one label (and its face box) and returns the frames that are
+    finished: the generated frame itself without a face model, or, with one, a
+    whole batch of :data:`FACE_BATCH` face-refined frames once that many are waiting
+    (an empty list before). :meth:`flush` refines and returns whatever is waiting.
+    The recurrence keeps the unrefined output, as in training, and runs across any
+    :meth:`flush`: a caller that skips labels (render's person-less frames) conditions
+    the next frame on the last generated one.
+    """
+
+    def __init__(self, generator: torch.nn.Module, *, device: torch.device, face: Any | None = None,
+                 timing: Timing | None = None) -> None:
+        self.generator = generator.eval()
+        self.device = device
+        self.face = face
+        self.timing = timing if timing is not None else Timing()
+        self.prev: torch.Tensor | None = None
+        self.pending: list[tuple[torch.Tensor, torch.Tensor, Box | None]] = []
+
+    def step(self, label: np.ndarray, box: Box | None = None) -> list[np.ndarray]:
+        """Generate the frame for ``label``; return the frames finished so far, in order."""
+        with torch.inference_mode():
+            x = to_tensor(label, self.device)
+            if self.prev is None:
+                self.prev = torch.zeros_like(x)
+            t0 = time.perf_counter()
+            out = self.generator(x, self.prev)
+            _sync(self.device)
+            self.timing.generator += time.perf_counter() - t0
+            if out.shape != x.shape:
+                raise DancepipeError(
+                    f"generator returned {tuple(out.shape)} for a label of {tuple(x.shape)}; "
+                    "the checkpoint does not match the label size"
+                )
+            self.prev = out
+            self.timing.frames += 1
+            if self.face is None:
+                return [to_image(out)]
+            self.pending.append((x, out, box))  # a None box passes through and is counted as skipped
+            if len(self.pending) < FACE_BATCH:
+                return []
+        return self.flush()
+
+    def flush(self) -> list[np.ndarray]:
+        """Face-refine and return the frames still waiting (none without a face model)."""
+        if not self.pending:
+            return []
+        with torch.inference_mode():
+            images = _refine_batch(self.face, self.pending, self.device, self.timing)
+        self.pending = []
+        return images
+
+
 def generate_sequence(
     generator: torch.nn.Module,
     labels: Iterable[np.ndarray],
@@ -206,45 +293,21 @@ def generate_sequence(
     frame has its face refined inside ``boxes[t]`` (skipped where the box is None);
     the recurrence keeps the unrefined output, as in training. Face refinement runs
     on :data:`FACE_BATCH` frames at a time, so with a face model the frames come out
-    in bursts, up to that many labels after they were read.
+    in bursts, up to that many labels after they were read (see :class:`Recurrence`).
     """
-    timing = timing if timing is not None else Timing()
+    recurrence = Recurrence(generator, device=device, face=face, timing=timing)
+    timing = recurrence.timing
     box_iter = iter(boxes) if boxes is not None else None
-    pending: list[tuple[torch.Tensor, torch.Tensor, Box | None]] = []
-    prev: torch.Tensor | None = None
-    generator.eval()
     label_iter = iter(labels)
-    with torch.inference_mode():
-        while True:
-            t_in = time.perf_counter()
-            label = next(label_iter, None)
-            timing.wait_input += time.perf_counter() - t_in
-            if label is None:
-                break
-            box = next(box_iter, None) if box_iter is not None else None
-            x = to_tensor(label, device)
-            if prev is None:
-                prev = torch.zeros_like(x)
-            t0 = time.perf_counter()
-            out = generator(x, prev)
-            _sync(device)
-            timing.generator += time.perf_counter() - t0
-            if out.shape != x.shape:
-                raise DancepipeError(
-                    f"generator returned {tuple(out.shape)} for a label of {tuple(x.shape)}; "
-                    "the checkpoint does not match the label size"
-                )
-            prev = out
-            timing.frames += 1
-            if face is None:
-                yield to_image(out)
-                continue
-            pending.append((x, out, box))  # a None box passes through and is counted as skipped
-            if len(pending) == FACE_BATCH:
-                yield from _refine_batch(face, pending, device, timing)
-                pending = []
-        if pending:
-            yield from _refine_batch(face, pending, device, timing)
+    while True:
+        t_in = time.perf_counter()
+        label = next(label_iter, None)
+        timing.wait_input += time.perf_counter() - t_in
+        if label is None:
+            break
+        box = next(box_iter, None) if box_iter is not None else None
+        yield from recurrence.step(label, box)
+    yield from recurrence.flush()
 
 
 # ---------------------------------------------------------------------------- render
@@ -252,7 +315,12 @@ def generate_sequence(
 
 @dataclasses.dataclass
 class RenderResult:
-    """What was written and how fast."""
+    """What was written and how fast.
+
+    ``frames`` is the output length (the plan's), ``empty`` the person-less labels in
+    the input, ``substituted`` the output frames showing a held or blank picture and
+    ``trimmed`` the labels dropped from the ends (``empty_rule`` trim only).
+    """
 
     frames: int
     fps: float
@@ -263,14 +331,29 @@ class RenderResult:
     face_note: str
     timing: Timing
     outputs: list[str]
+    empty_rule: str = "trim"
+    empty: int = 0
+    substituted: int = 0
+    trimmed: int = 0
+    audio_start: float = 0.0
+
+    def gaps_summary(self) -> str:
+        """One phrase about the person-less labels, for the stage's summary line."""
+        if self.empty == 0:
+            return "every label shows a person"
+        return (f"{self.empty} person-less labels (empty = {self.empty_rule}): {self.substituted} frames "
+                f"{'blank' if self.empty_rule == 'blank' else 'held'}, {self.trimmed} trimmed")
 
 
-def _fit_height(image: np.ndarray, height: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    if h == height:
-        return image
-    new_w = max(2, int(round(w * height / h)))
-    return cv2.resize(image, (new_w, height), interpolation=cv2.INTER_AREA)
+def _audio_start(labels: pd.DataFrame, plan: FramePlan, fps: float) -> float:
+    """Source time (s after its first frame) of the first output frame: its label's timestamp, else frame / fps."""
+    if plan.first == 0:
+        return 0.0
+    if "timestamp" in labels.columns:
+        t = float(labels["timestamp"].iloc[plan.first]) - float(labels["timestamp"].iloc[0])
+        if np.isfinite(t) and t >= 0:
+            return t
+    return float(labels["frame"].iloc[plan.first] - labels["frame"].iloc[0]) / fps
 
 
 def render_transfer(
@@ -280,102 +363,145 @@ def render_transfer(
     source_video: str | Path,
     out: str | Path,
     side_by_side_out: str | Path | None = None,
-    source_frames_dir: str | Path | None = None,
+    source_poses: str | Path | None = None,
     face: Any | None = None,
     device: torch.device | str = "cpu",
     crf: int = 18,
     preset: str = "medium",
+    empty: str = "trim",
+    panel_window: int = 15,
     progress: ProgressFn | None = None,
 ) -> RenderResult:
-    """Render every transfer label to ``out`` (and optionally the side-by-side video).
+    """Render the transfer labels to ``out`` (and optionally the side-by-side video).
 
-    Exactly one output frame is written per row of the labels index, at the source
-    video's frame rate, with the source's audio (if any). ``side_by_side_out`` needs
-    ``source_frames_dir`` (the source's cropped frames, matched to labels by frame index).
+    The output frames follow :func:`dancepipe.gaps.plan_frames` under the ``empty``
+    rule: only labels with a person go through the generator (and the face step);
+    the others are held, blank or trimmed. The videos run at the source video's frame
+    rate with the source's audio (if any), which starts at the source time of the
+    first frame kept. ``side_by_side_out`` needs ``source_poses`` (the source's pose
+    table): its source panel is cropped around the source subject from
+    ``source_video`` and scaled so the dancer is as tall as the stick figure, the crop
+    smoothed over ``panel_window`` frames (:mod:`dancepipe.sidebyside`).
     """
     device = torch.device(device) if isinstance(device, str) else device
     labels = read_index(labels_dir, "labels")
+    plan = plan_for(labels, empty, labels_dir)
     info = probe(source_video)
     if info.fps <= 0:
         raise DancepipeError(f"{source_video}: frame rate is unknown, cannot time the output video")
     if info.frame_count and info.frame_count != len(labels):
         log.warning(
-            "%s has %d frames but %s has %d labels; writing one frame per label",
+            "%s has %d frames but %s has %d labels; writing frames for the labels",
             source_video, info.frame_count, labels_dir, len(labels),
         )
-    first = load_rgb(Path(labels_dir) / labels["file"].iloc[0])
+    first = load_rgb(Path(labels_dir) / labels["file"].iloc[plan.rows[0]])
     h, w = first.shape[:2]
+    audio_start = _audio_start(labels, plan, info.fps)
+    log.info(
+        "%d of %d labels show no person (render.empty = %s): %d output frames, %d generated, %d held/blank, "
+        "%d trimmed%s", plan.empty, plan.total, plan.rule, plan.frames, plan.frames - plan.substituted,
+        plan.substituted, plan.trimmed, f"; the audio starts at {audio_start:.3f} s" if audio_start else "",
+    )
 
-    src_files: dict[int, Path] = {}
+    panels: Iterator[np.ndarray | None] | None = None
     if side_by_side_out is not None:
-        if source_frames_dir is None:
-            raise DancepipeError("the side-by-side video needs the source frames directory")
-        src_index = read_index(source_frames_dir, "source frames")
-        src_files = {int(f): Path(source_frames_dir) / n for f, n in zip(src_index["frame"], src_index["file"], strict=True)}
-        missing = [int(f) for f in labels["frame"] if int(f) not in src_files]
-        if missing:
-            raise DancepipeError(
-                f"{source_frames_dir}: no source frame for {len(missing)} label frames, e.g. frame {missing[0]}"
-            )
+        if source_poses is None:
+            raise DancepipeError("the side-by-side video needs the source pose table (--source-poses)")
+        from dancepipe.sidebyside import load_track, source_panels
+
+        track = load_track(source_poses, width=w, height=h, labels=labels, window=panel_window)
+        panels = source_panels(source_video, track, labels["frame"].to_numpy(np.int64)[plan.rows], w, h)
+    boxes = face_boxes(labels)
 
     def read_inputs() -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        for frame, name in zip(labels["frame"], labels["file"], strict=True):
+        for row in plan.rows:
+            name = labels["file"].iloc[row]
             label = load_rgb(Path(labels_dir) / name)
             if label.shape != (h, w, 3):
                 raise DancepipeError(f"{Path(labels_dir) / name}: label is {label.shape[1]}x{label.shape[0]}, expected {w}x{h}")
-            src = _fit_height(load_rgb(src_files[int(frame)]), h) if src_files else None
-            yield label, src
+            yield label, (next(panels) if panels is not None else None)
 
     timing = Timing()
     t_start = time.perf_counter()
-    # The prefetch thread reads labels and source frames ahead; the generator consumes
-    # labels while the matching source frames wait in ``queued`` for the side-by-side.
-    queued: collections.deque[tuple[np.ndarray, np.ndarray | None]] = collections.deque()
-
-    def labels_only() -> Iterator[np.ndarray]:
-        for label, src in prefetch(read_inputs(), size=16):
-            queued.append((label, src))
-            yield label
+    recurrence = Recurrence(generator, device=device, face=face, timing=timing)
+    black = np.zeros((h, w, 3), np.uint8)
+    # Output frames wait here, in order, until their picture exists: a generated frame
+    # until the face step has returned it, a held one until the frame it holds has.
+    waiting: collections.deque[tuple[bool, np.ndarray, np.ndarray | None]] = collections.deque()
+    done: collections.deque[np.ndarray] = collections.deque()  # generated, not yet written
+    last: np.ndarray | None = None
+    written = 0
 
     with contextlib.ExitStack() as stack:
-        writers = [stack.enter_context(
-            mp4_writer(out, width=w, height=h, fps=info.fps, crf=crf, preset=preset, audio_from=source_video)
-        )]
+        writers = [stack.enter_context(mp4_writer(
+            out, width=w, height=h, fps=info.fps, crf=crf, preset=preset, audio_from=source_video,
+            audio_start=audio_start,
+        ))]
         if side_by_side_out is not None:
-            src_w = _fit_height(load_rgb(src_files[int(labels["frame"].iloc[0])]), h).shape[1]
             writers.append(stack.enter_context(mp4_writer(
-                side_by_side_out, width=src_w + 2 * w, height=h, fps=info.fps, crf=crf, preset=preset,
-                audio_from=source_video,
+                side_by_side_out, width=3 * w, height=h, fps=info.fps, crf=crf, preset=preset,
+                audio_from=source_video, audio_start=audio_start,
             )))
         background = BackgroundWriter(writers, maxsize=16)
-        try:
-            frames = generate_sequence(
-                generator, labels_only(), device=device, face=face, boxes=face_boxes(labels), timing=timing
-            )
-            for image in frames:
-                label, src = queued.popleft()
-                if side_by_side_out is not None:
-                    if src.shape[1] != src_w:
-                        src = cv2.resize(src, (src_w, h), interpolation=cv2.INTER_AREA)
-                    item: tuple[np.ndarray, ...] = (image, np.concatenate([src, label, image], axis=1))
+
+        def write_ready() -> None:
+            nonlocal last, written
+            while waiting:
+                generated, label, src = waiting[0]
+                if generated:
+                    if not done:
+                        return
+                    image = last = done.popleft()
+                elif plan.rule == "blank":
+                    image = black
+                elif last is not None:
+                    image = last
+                elif done:
+                    image = done[0]  # person-less frames before the first person show the first generated frame
                 else:
-                    item = (image,)
+                    return
+                waiting.popleft()
+                item = (image,) if src is None else (image, np.concatenate([src, label, image], axis=1))
                 t_out = time.perf_counter()
                 background.put(item)
                 timing.wait_encode += time.perf_counter() - t_out
+                written += 1
                 if progress is not None:
                     progress(1)
+
+        inputs = prefetch(read_inputs(), size=16)
+        try:
+            for row, generated in zip(plan.rows, plan.generated, strict=True):
+                t_in = time.perf_counter()
+                label, src = next(inputs)
+                timing.wait_input += time.perf_counter() - t_in
+                waiting.append((bool(generated), label, src))
+                if generated:
+                    done.extend(recurrence.step(label, boxes[row]))
+                else:
+                    done.extend(recurrence.flush())  # every frame before the gap is written before it
+                write_ready()
+            done.extend(recurrence.flush())
+            write_ready()
         finally:
+            inputs.close()
             background.close()
         timing.encode_thread = background.seconds
+        # Checked before the files are renamed into place: a wrong count leaves no output.
+        if written != plan.frames or waiting or done:
+            raise DancepipeError(f"{out}: wrote {written} frames but the plan has {plan.frames}")
+        if timing.frames != plan.frames - plan.substituted:
+            raise DancepipeError(f"{out}: generated {timing.frames} frames for {plan.frames - plan.substituted} "
+                                 "labels with a person")
     if face is not None and hasattr(face, "summary"):
         log.info("%s", face.summary())
     timing.total = time.perf_counter() - t_start
-    if timing.frames != len(labels):
-        raise DancepipeError(f"{out}: wrote {timing.frames} frames for {len(labels)} labels")
     return RenderResult(
-        frames=timing.frames, fps=info.fps, width=w, height=h, audio=info.has_audio,
-        face_applied=face is not None, face_note="", timing=timing, outputs=[str(out)] + ([str(side_by_side_out)] if side_by_side_out is not None else []),
+        frames=written, fps=info.fps, width=w, height=h, audio=info.has_audio,
+        face_applied=face is not None, face_note="", timing=timing,
+        outputs=[str(out)] + ([str(side_by_side_out)] if side_by_side_out is not None else []),
+        empty_rule=plan.rule, empty=plan.empty, substituted=plan.substituted, trimmed=plan.trimmed,
+        audio_start=audio_start,
     )
 
 
@@ -400,7 +526,7 @@ def run_render(
     face_path: str | Path | None,
     labels_dir: str | Path,
     source_video: str | Path,
-    source_frames_dir: str | Path | None,
+    source_poses: str | Path | None,
     out: str | Path,
     side_by_side_out: str | Path | None,
     progress: ProgressFn | None = None,
@@ -417,8 +543,8 @@ def run_render(
     result = render_transfer(
         generator, labels_dir=labels_dir, source_video=source_video, out=out,
         side_by_side_out=side_by_side_out,
-        source_frames_dir=source_frames_dir, face=face, device=device, crf=cfg.crf, preset=cfg.preset,
-        progress=progress,
+        source_poses=source_poses, face=face, device=device, crf=cfg.crf, preset=cfg.preset,
+        empty=cfg.empty, panel_window=cfg.panel_window, progress=progress,
     )
     result.face_note = note
     return result

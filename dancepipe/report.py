@@ -2,10 +2,12 @@
 
 Everything is inline (CSS and images as base64 PNG), so the file can be opened
 offline, attached to an issue or archived next to the metrics. Figures are drawn with
-matplotlib's Agg backend (no display needed). Sections: key metrics, sample frames
-(label | generated | real for the held-out frames; label | generated for the
-transfer), per-frame series, and the training curves read from dvclive's TSV files
-(``dvclive/train/plots/metrics/*.tsv``) when they exist — a note says so when not.
+matplotlib's Agg backend (no display needed). Sections: key metrics (held-out frames
+as a generator | nearest-neighbour baseline table), sample frames (label | generated |
+baseline | real for the held-out frames; label | generated for the transfer),
+per-frame series (generator and baseline on the same axes), and the training curves
+read from dvclive's TSV files (``dvclive/train/plots/metrics/*.tsv``) when they exist —
+a note says so when not.
 """
 
 from __future__ import annotations
@@ -27,19 +29,40 @@ from dancepipe.atomic import atomic_path
 if TYPE_CHECKING:
     from dancepipe.evaluate import Evaluation
 
-# What each metric means, shown next to its value (and in the docs).
+# What each metric means, shown next to its value (and in the docs). A ``baseline_``
+# key means the same as its unprefixed one, measured on the baseline's frames.
 METRIC_HELP: dict[str, str] = {
     "frames": "frames evaluated",
+    "face_frames": "held-out frames with a recorded face box (the face metrics cover these)",
     "ssim": "structural similarity to the real frame, whole frame (1 = identical)",
     "psnr": "peak signal-to-noise ratio to the real frame, dB (higher is better, capped at 100)",
     "ssim_box": "SSIM inside the subject's box",
     "psnr_box": "PSNR inside the subject's box, dB",
+    "ssim_face": "SSIM inside the face box",
+    "psnr_face": "PSNR inside the face box, dB",
     "pose_distance": "mean keypoint distance of the detected pose to the conditioning pose, / body height",
-    "no_person_rate": "share of generated frames where the pose model found nobody",
-    "detection_rate": "share of generated frames where the pose model found a person",
+    "no_person_rate": "share of frames where the pose model did not find the subject",
+    "detection_rate": "share of the video frames whose label has a person where the pose model found the subject",
     "warp_error": "temporal warping error between consecutive outputs (0..1, lower = steadier)",
     "warp_error_real": "the same warping error on the real frames (the floor for this flow)",
+    "baseline_frames": "held-out frames for which the baseline found a training frame",
+    "baseline_match_distance": "mean retrieval distance of the chosen training pose (hip-centred, / body height)",
+    "person_frames": "video frames whose label shows a person",
+    "person_less_frames": "source labels with no person (never generated)",
+    "substituted_frames": "video frames showing a held or blank picture instead of a generated one",
+    "trimmed_frames": "person-less source frames dropped from the ends (render.empty = trim)",
+    "empty_label_frames_generated": "video frames generated from a label with no person (must be 0)",
 }
+BASELINE_PREFIX = "baseline_"
+
+
+def metric_help(key: str) -> str:
+    """The meaning of a metric key; ``baseline_x`` falls back to the meaning of ``x``."""
+    if key in METRIC_HELP:
+        return METRIC_HELP[key]
+    if key.startswith(BASELINE_PREFIX) and key[len(BASELINE_PREFIX):] in METRIC_HELP:
+        return METRIC_HELP[key[len(BASELINE_PREFIX):]]
+    return ""
 
 
 def png_base64(image: np.ndarray) -> str:
@@ -83,10 +106,30 @@ def _fmt(v: Any) -> str:
 def metrics_table(summary: dict[str, Any]) -> str:
     """An HTML table of one metrics dict with the meaning of each key."""
     rows = "".join(
-        f"<tr><td><code>{html.escape(k)}</code></td><td>{_fmt(v)}</td><td>{html.escape(METRIC_HELP.get(k, ''))}</td></tr>"
+        f"<tr><td><code>{html.escape(k)}</code></td><td>{_fmt(v)}</td><td>{html.escape(metric_help(k))}</td></tr>"
         for k, v in summary.items()
     )
     return f"<table><tr><th>metric</th><th>value</th><th>meaning</th></tr>{rows}</table>"
+
+
+def comparison_table(summary: dict[str, Any], prefix: str = BASELINE_PREFIX) -> str:
+    """Generator | baseline table of one metrics dict: ``x`` and ``<prefix>x`` side by side.
+
+    Keys that only one side has (``warp_error_real``, ``baseline_frames``, ...) get a
+    dash in the other column.
+    """
+    rows = []
+    for k, v in summary.items():
+        if k.startswith(prefix):
+            if k[len(prefix):] in summary:
+                continue  # shown in its generator row
+            name, gen, base = k, "—", _fmt(v)
+        else:
+            name, gen, base = k, _fmt(v), _fmt(summary[prefix + k]) if prefix + k in summary else "—"
+        rows.append(f"<tr><td><code>{html.escape(name)}</code></td><td>{gen}</td><td>{base}</td>"
+                    f"<td>{html.escape(metric_help(name))}</td></tr>")
+    return ("<table><tr><th>metric</th><th>generator</th><th>nearest-neighbour baseline</th><th>meaning</th></tr>"
+            f"{''.join(rows)}</table>")
 
 
 def training_curves(directory: str | Path | None) -> tuple[str | None, str]:
@@ -127,8 +170,13 @@ def training_curves(directory: str | Path | None) -> tuple[str | None, str]:
     return _figure_base64(fig), f"{len(series)} series from {d}."
 
 
-def per_frame_figure(df: pd.DataFrame, columns: Sequence[str], title: str) -> str | None:
-    """Small multiples of per-frame series (x = frame); None when there is nothing to draw."""
+def per_frame_figure(df: pd.DataFrame, columns: Sequence[str], title: str,
+                     compare_prefix: str | None = None) -> str | None:
+    """Small multiples of per-frame series (x = frame); None when there is nothing to draw.
+
+    With ``compare_prefix``, the column ``<prefix>c`` is drawn on the same axes as ``c``
+    (the baseline beside the generator).
+    """
     cols = [c for c in columns if c in df.columns and df[c].notna().any()]
     if not cols or len(df) == 0:
         return None
@@ -139,13 +187,28 @@ def per_frame_figure(df: pd.DataFrame, columns: Sequence[str], title: str) -> st
 
     fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 2.4), squeeze=False)
     for ax, c in zip(axes.flat, cols, strict=True):
-        ax.plot(df["frame"], df[c], ".-", lw=1, ms=3)
+        other = None if compare_prefix is None else compare_prefix + c
+        ax.plot(df["frame"], df[c].astype(float), ".-", lw=1, ms=3, label="generator")
+        if other is not None and other in df.columns and df[other].notna().any():
+            ax.plot(df["frame"], df[other].astype(float), ".-", lw=1, ms=3, label="baseline")
+            ax.legend(fontsize=7)
         ax.set_title(c, fontsize=9)
         ax.set_xlabel("frame", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _figure_base64(fig)
+
+
+def _notes(notes: Sequence[str]) -> str:
+    return "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes if n)
+
+
+def _baseline_frames(df: pd.DataFrame) -> dict[int, int | None]:
+    """Held-out frame → the training frame the baseline showed (None: no match)."""
+    if "baseline_frame" not in df.columns:
+        return {}
+    return {int(f): (None if pd.isna(b) else int(b)) for f, b in zip(df["frame"], df["baseline_frame"], strict=True)}
 
 
 _CSS = """
@@ -171,25 +234,32 @@ def render_html(
         parts.append("<ul class='note'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes if n) + "</ul>")
     parts.append("<h2>Self-reenactment on held-out target frames</h2>")
     parts.append("<p class='note'>The target's own labels for frames never used in training, generated "
-                 "sequentially and compared with the real frames.</p>")
-    parts.append(metrics_table(holdout.summary))
+                 "sequentially and compared with the real frames, beside the paper's nearest-neighbour "
+                 "baseline: the real training frame with the closest pose.</p>")
+    parts.append(_notes(holdout.notes))
+    parts.append(comparison_table(holdout.summary))
     parts.append("<h2>Transfer video</h2>")
+    parts.append(_notes(transfer.notes))
     parts.append(metrics_table(transfer.summary))
-    parts.append("<h2>Sample frames</h2><p class='note'>Held out: label | generated | real.</p>")
+    parts.append("<h2>Sample frames</h2><p class='note'>Held out: label | generated | baseline | real.</p>")
+    chosen = _baseline_frames(holdout.per_frame)
     for frame, panels in holdout.samples:
+        base = chosen.get(frame)
+        caption = f"frame {frame}, baseline: " + (f"training frame {base}" if base is not None else "no match")
         parts.append(f"<div class='sample'>{_img(png_base64(_strip(panels)), f'holdout frame {frame}')}"
-                     f"<br>frame {frame}</div>")
+                     f"<br>{html.escape(caption)}</div>")
     if transfer.samples:
         parts.append("<p class='note'>Transfer: normalised source label | generated.</p>")
         for frame, panels in transfer.samples:
             parts.append(f"<div class='sample'>{_img(png_base64(_strip(panels)), f'transfer frame {frame}')}"
                          f"<br>frame {frame}</div>")
     parts.append("<h2>Per-frame series</h2>")
-    for df, cols, title in (
-        (holdout.per_frame, ("ssim", "psnr", "pose_distance", "warp_error"), "held-out frames"),
-        (transfer.per_frame, ("pose_distance", "person_found", "warp_error"), "transfer"),
+    for df, cols, title, prefix in (
+        (holdout.per_frame, ("ssim", "psnr", "ssim_face", "pose_distance", "warp_error"), "held-out frames",
+         BASELINE_PREFIX),
+        (transfer.per_frame, ("pose_distance", "person_found", "warp_error"), "transfer", None),
     ):
-        fig = per_frame_figure(df, cols, title)
+        fig = per_frame_figure(df, cols, title, compare_prefix=prefix)
         parts.append(_img(fig, title) if fig else f"<p class='note'>No per-frame data for {title}.</p>")
     parts.append("<h2>Training curves</h2>")
     curves, note = training_curves(train_curves)

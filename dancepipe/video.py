@@ -14,6 +14,7 @@ rates and damaged files are handled in one place:
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import queue
 import threading
@@ -61,12 +62,69 @@ class Frame:
     image: np.ndarray
 
 
-def _open(path: str | Path) -> av.container.InputContainer:
+# An ingested video is a directory holding the untouched file (named by its real
+# container, e.g. video.avi) and this sidecar, whose "file" key names it.
+INGEST_META = "meta.json"
+
+# A container may announce one frame more than it holds (the demo's AVI header says
+# 1,572 and 1,571 decode); a shortfall of at most this many frames is not damage.
+MISSING_TOLERANCE = 1
+
+
+def resolve_video(path: str | Path) -> Path:
+    """The video file behind ``path``: the path itself, or the file an ingest directory names."""
     p = Path(path)
+    if not p.is_dir():
+        return p
+    meta = p / INGEST_META
+    if not meta.is_file():
+        raise DancepipeError(f"{p}: expected a video file or an ingested video directory (with {INGEST_META})")
+    try:
+        name = json.loads(meta.read_text(encoding="utf-8"))["file"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise DancepipeError(f"{meta}: not an ingest metadata file (no 'file' key)") from e
+    return p / name
+
+
+def container_extension(path: str | Path) -> str:
+    """File extension (without dot) that names ``path``'s real container format.
+
+    The file's own suffix when the container accepts it (``.mov`` stays ``.mov``),
+    otherwise the format's usual one, so an AVI is never stored as ``.mp4``.
+    """
+    container = _open(path)
+    try:
+        fmt = container.format
+        names = fmt.name.split(",")
+        exts = {e.lower() for e in (fmt.extensions or ())}
+    finally:
+        container.close()
+    own = Path(path).suffix.lower().lstrip(".")
+    if own and own in exts:
+        return own
+    preferred = {"mov": "mp4", "matroska": "mkv", "mpegts": "ts", "mpeg": "mpg"}
+    for n in names:
+        if n in preferred:
+            return preferred[n]
+        if n in exts:
+            return n
+    return sorted(exts)[0] if exts else names[0]
+
+
+def announced_frames(path: str | Path) -> int | None:
+    """The frame count the container's header announces (None when it announces none)."""
+    container = _open(path)
+    try:
+        n = container.streams.video[0].frames
+    finally:
+        container.close()
+    return int(n) if n and n > 0 else None
+
+
+def _open(path: str | Path) -> av.container.InputContainer:
+    p = resolve_video(path)
     if not p.exists():
         raise DancepipeError(f"{p}: video file does not exist")
-    if p.is_dir():
-        raise DancepipeError(f"{p}: expected a video file but found a directory")
     if p.stat().st_size == 0:
         raise DancepipeError(f"{p}: video file is empty (0 bytes)")
     try:
@@ -168,7 +226,7 @@ class DecodeReport:
     @property
     def damaged(self) -> bool:
         """True when packets were unreadable or frames are missing."""
-        return bool(self.errors or self.missing)
+        return bool(self.errors or self.missing > MISSING_TOLERANCE)
 
 
 def _missing_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream,

@@ -10,8 +10,8 @@ from dancepipe.frames import count_rows, extract_frames
 
 
 @click.command()
-@click.option("--video", type=click.Path(dir_okay=False), required=True,
-              help="ingested video of the subject (e.g. data/videos/target.mp4).")
+@click.option("--video", type=click.Path(), required=True,
+              help="ingested video of the subject: the ingest directory (e.g. data/videos/target) or a video file.")
 @click.option("--poses", type=click.Path(dir_okay=False), required=True,
               help="the subject's pose table, which fixes the crop (e.g. data/poses/target.parquet).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,

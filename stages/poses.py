@@ -11,8 +11,8 @@ from dancepipe.video import probe
 
 
 @click.command()
-@click.option("--video", type=click.Path(dir_okay=False), required=True,
-              help="ingested video to detect poses in (e.g. data/videos/target.mp4).")
+@click.option("--video", type=click.Path(), required=True,
+              help="ingested video to detect poses in: the ingest directory (e.g. data/videos/target) or a video file.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
               help="where to write the keypoint table (e.g. data/poses/target.parquet).")
 @PARAMS_OPTION

@@ -47,7 +47,7 @@ EXPECTED_EDGES = {
     ("frames@target", "train"), ("labels@train", "train"),
     ("train", "train_face"), ("frames@target", "train_face"), ("labels@train", "train_face"),
     ("train", "render"), ("train_face", "render"), ("labels@transfer", "render"),
-    ("ingest@source", "render"), ("frames@source", "render"),
+    ("ingest@source", "render"), ("poses@source", "render"),
     ("train", "evaluate"), ("train_face", "evaluate"), ("frames@target", "evaluate"),
     ("labels@train", "evaluate"), ("labels@transfer", "evaluate"), ("render", "evaluate"),
 }

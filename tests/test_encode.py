@@ -18,6 +18,58 @@ def _frames(n: int, h: int = 48, w: int = 64) -> list[np.ndarray]:
     return [np.full((h, w, 3), (i * 12) % 256, np.uint8) for i in range(n)]
 
 
+def write_onset_video(path, n: int, fps: int, onset: float, codec: str = "aac", rate: int = 44100,
+                      images: list[np.ndarray] | None = None):
+    """A clip of ``n`` frames (grey, or ``images``) whose audio is silent until ``onset`` s, then a 440 Hz tone.
+
+    ``codec`` aac writes an MP4 (copied by the writer), pcm_s16le a Matroska file (re-encoded).
+    """
+    images = _frames(n) if images is None else images
+    container = av.open(str(path), "w", format="mp4" if codec == "aac" else "matroska")
+    v = container.add_stream("libx264", rate=fps)
+    v.height, v.width = images[0].shape[:2]
+    v.pix_fmt = "yuv420p"
+    a = container.add_stream(codec, rate=rate)
+    a.layout = "mono"
+    for img in images:
+        for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            container.mux(p)
+    for p in v.encode():
+        container.mux(p)
+    t = np.arange(int(n / fps * rate)) / rate
+    tone = np.where(t >= onset, 0.5 * np.sin(2 * np.pi * 440 * t), 0.0).astype(np.float32)[None]
+    if codec != "aac":
+        tone = (tone * 32767).astype(np.int16)
+    for start in range(0, tone.shape[1], 1024):
+        f = av.AudioFrame.from_ndarray(tone[:, start:start + 1024], format="fltp" if codec == "aac" else "s16",
+                                       layout="mono")
+        f.sample_rate, f.pts = rate, start
+        for p in a.encode(f):
+            container.mux(p)
+    for p in a.encode():
+        container.mux(p)
+    container.close()
+    return path
+
+
+def decoded_audio(path) -> tuple[np.ndarray, int]:
+    """The first audio track of ``path`` decoded (as players do, edit lists applied), mono float, and its rate."""
+    with av.open(str(path)) as c:
+        s = c.streams.audio[0]
+        chunks = []
+        for f in c.decode(s):
+            x = f.to_ndarray()
+            x = x[0] if f.format.is_planar else x.reshape(-1, len(f.layout.channels))[:, 0]
+            chunks.append(x.astype(np.float64) / (32768.0 if x.dtype == np.int16 else 1.0))
+        return np.concatenate(chunks), s.rate
+
+
+def onset_seconds(samples: np.ndarray, rate: int, threshold: float = 0.1) -> float:
+    """Time of the first sample louder than ``threshold`` (inf when none is)."""
+    loud = np.flatnonzero(np.abs(samples) > threshold)
+    return loud[0] / rate if len(loud) else float("inf")
+
+
 def _audio_seconds(path) -> float:
     with av.open(str(path)) as c:
         s = c.streams.audio[0]
@@ -111,3 +163,28 @@ def test_fps_fraction_snaps_ntsc_rates():
     assert fps_fraction(60.0) == 60
     with pytest.raises(DancepipeError):
         fps_fraction(0.0)
+
+
+@pytest.mark.parametrize("codec", ["aac", "pcm_s16le"])  # packet copy, and decode + re-encode
+@pytest.mark.parametrize("start", [0.0, 0.37, 1.0])
+def test_audio_start_shifts_the_track_to_the_first_frame_shown(tmp_path, codec, start):
+    # the tone starts 1.5 s into the source; an output whose first frame is source time
+    # ``start`` must hear it at 1.5 - start, and its audio must end with its 2 s of video
+    src = write_onset_video(tmp_path / ("src.mp4" if codec == "aac" else "src.mkv"), 30, 10, onset=1.5, codec=codec)
+    assert onset_seconds(*decoded_audio(src)) == pytest.approx(1.5, abs=0.002)
+    out = tmp_path / "out.mp4"
+    with mp4_writer(out, width=64, height=48, fps=10, audio_from=src, audio_start=start) as w:
+        for img in _frames(20):
+            w.write(img)
+    assert probe(out).audio_codec == "aac"
+    samples, rate = decoded_audio(out)
+    assert onset_seconds(samples, rate) == pytest.approx(1.5 - start, abs=0.005)
+    assert 2.0 - 0.005 <= len(samples) / rate <= 2.0 + 2 * 1024 / rate  # ends with the video (whole AAC frames)
+
+
+def test_a_negative_audio_start_is_refused(tmp_path):
+    src = write_onset_video(tmp_path / "src.mp4", 10, 10, onset=0.5)
+    with pytest.raises(DancepipeError, match="audio start"):
+        with mp4_writer(tmp_path / "o.mp4", width=64, height=48, fps=10, audio_from=src, audio_start=-1.0) as w:
+            w.write(_frames(1)[0])
+    assert not (tmp_path / "o.mp4").exists()

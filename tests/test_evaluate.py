@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,22 +14,34 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from dancepipe.evaluate import EvaluateConfig, evaluate_holdout, run_evaluate
+from dancepipe.evaluate import EvaluateConfig, evaluate_holdout, evaluate_transfer, run_evaluate
+from dancepipe.keypoints import KEYPOINT_COLUMNS, KP
 from dancepipe.metrics import PSNR_CAP
 from dancepipe.render import RenderConfig, load_rgb, run_render
 from tests.conftest import write_video
-from tests.fixtures.render import sway_keypoints, write_frames_like, write_labels_dir, write_tiny_generator
+from tests.fixtures.render import sway_keypoints, write_labels_dir, write_tiny_generator
 
 torch.set_num_threads(2)
 W, H, N = 64, 96, 8
 HOLDOUT = [4, 5, 6, 7]
+TRAIN = [0, 1, 2, 3]
 
 # valid range of every metric written to metrics/*.json
-RANGES = {
-    "ssim": (-1, 1), "ssim_box": (-1, 1), "psnr": (0, PSNR_CAP), "psnr_box": (0, PSNR_CAP),
-    "pose_distance": (0, 10), "no_person_rate": (0, 1), "detection_rate": (0, 1),
-    "warp_error": (0, 1), "warp_error_real": (0, 1), "frames": (1, 10**6),
+SCORE_RANGES = {
+    "ssim": (-1, 1), "ssim_box": (-1, 1), "ssim_face": (-1, 1), "psnr": (0, PSNR_CAP), "psnr_box": (0, PSNR_CAP),
+    "psnr_face": (0, PSNR_CAP), "pose_distance": (0, 10), "no_person_rate": (0, 1), "warp_error": (0, 1),
 }
+RANGES = {
+    **SCORE_RANGES, **{f"baseline_{k}": v for k, v in SCORE_RANGES.items()},
+    "detection_rate": (0, 1), "warp_error_real": (0, 1), "frames": (1, 10**6), "face_frames": (0, 10**6),
+    "baseline_frames": (0, 10**6), "baseline_match_distance": (0, 10), "person_frames": (1, 10**6),
+    "person_less_frames": (0, 10**6), "substituted_frames": (0, 10**6), "trimmed_frames": (0, 10**6),
+    "empty_label_frames_generated": (0, 0),
+}
+EVAL_KEYS = {"frames", "face_frames", "warp_error_real", "baseline_frames", "baseline_match_distance",
+             *SCORE_RANGES, *(f"baseline_{k}" for k in SCORE_RANGES)}
+TRANSFER_KEYS = {"frames", "pose_distance", "detection_rate", "warp_error", "person_frames", "person_less_frames",
+                 "substituted_frames", "trimmed_frames", "empty_label_frames_generated"}
 
 
 class LabelEcho(torch.nn.Module):
@@ -59,27 +72,28 @@ def data(tmp_path_factory):
         rows.append({"frame": i, "file": f"{i:06d}.png", "timestamp": i / 10, "person_found": True})
     pd.DataFrame(rows).to_parquet(frames / "index.parquet", index=False)
     gen = write_tiny_generator(root / "generator.pt", holdout=HOLDOUT, train=[0, 1, 2, 3])
-    src_frames = write_frames_like(root / "src_frames", [np.full((H, 48, 3), 90, np.uint8)] * N)
     clip = write_video(root / "src.mp4", [np.full((48, 64, 3), 20 * i, np.uint8) for i in range(N)], fps=10)
     video = root / "transfer.mp4"
     run_render(RenderConfig(device="cpu", preset="ultrafast"), generator_path=gen, face_path=None, labels_dir=labels,
-               source_video=clip, source_frames_dir=src_frames, out=video, side_by_side_out=None)
+               source_video=clip, source_poses=None, out=video, side_by_side_out=None)
     return {"root": root, "labels": labels, "frames": frames, "generator": gen, "video": video}
 
 
 def test_perfect_reconstruction_scores_ssim_one_psnr_cap_and_real_warp_error(data, pose_model):
     cfg = EvaluateConfig(sample_frames=2, imgsz=128)
     ev = evaluate_holdout(LabelEcho(), pose_model, cfg, frames_dir=data["frames"], labels_dir=data["labels"],
-                          holdout_frames=HOLDOUT)
+                          holdout_frames=HOLDOUT, train_frames=TRAIN)
     s = ev.summary
-    assert s["frames"] == len(HOLDOUT)
+    assert s["frames"] == len(HOLDOUT) and s["face_frames"] == len(HOLDOUT)
     assert s["ssim"] == pytest.approx(1.0) and s["ssim_box"] == pytest.approx(1.0)
+    assert s["ssim_face"] == pytest.approx(1.0) and s["psnr_face"] == PSNR_CAP
     assert s["psnr"] == PSNR_CAP and s["psnr_box"] == PSNR_CAP
     assert s["warp_error"] == pytest.approx(s["warp_error_real"])
     assert list(ev.per_frame["frame"]) == HOLDOUT
     assert math.isnan(ev.per_frame["warp_error"].iloc[0]) and ev.per_frame["warp_error"].iloc[1:].notna().all()
     assert 0.0 <= s["no_person_rate"] <= 1.0
-    assert [f for f, _ in ev.samples] == [4, 7] and len(ev.samples[0][1]) == 3
+    assert [f for f, _ in ev.samples] == [4, 7] and len(ev.samples[0][1]) == 4  # label | generated | baseline | real
+    assert set(ev.per_frame["baseline_frame"]) <= set(TRAIN) and s["baseline_frames"] == len(HOLDOUT)
 
 
 def test_a_worse_generator_scores_worse(data, pose_model):
@@ -88,7 +102,7 @@ def test_a_worse_generator_scores_worse(data, pose_model):
     g, _ = load_generator(data["generator"])
     cfg = EvaluateConfig(sample_frames=0, imgsz=128)
     ev = evaluate_holdout(g, pose_model, cfg, frames_dir=data["frames"], labels_dir=data["labels"],
-                          holdout_frames=HOLDOUT)
+                          holdout_frames=HOLDOUT, train_frames=TRAIN)
     assert ev.summary["ssim"] < 0.9 and ev.summary["psnr"] < 40
 
 
@@ -97,18 +111,163 @@ def test_holdout_frames_missing_from_the_data_are_reported(data, pose_model):
 
     with pytest.raises(DancepipeError, match="held-out frames are missing, e.g. frame 99"):
         evaluate_holdout(LabelEcho(), pose_model, EvaluateConfig(), frames_dir=data["frames"],
-                         labels_dir=data["labels"], holdout_frames=[7, 99])
+                         labels_dir=data["labels"], holdout_frames=[7, 99], train_frames=TRAIN)
+    with pytest.raises(DancepipeError, match="training frames are missing, e.g. frame 50"):
+        evaluate_holdout(LabelEcho(), pose_model, EvaluateConfig(), frames_dir=data["frames"],
+                         labels_dir=data["labels"], holdout_frames=[7], train_frames=[0, 50])
     with pytest.raises(DancepipeError, match="no held-out frames"):
         evaluate_holdout(LabelEcho(), pose_model, EvaluateConfig(), frames_dir=data["frames"],
-                         labels_dir=data["labels"], holdout_frames=[])
+                         labels_dir=data["labels"], holdout_frames=[], train_frames=TRAIN)
+    with pytest.raises(DancepipeError, match="lists no training frames"):
+        evaluate_holdout(LabelEcho(), pose_model, EvaluateConfig(), frames_dir=data["frames"],
+                         labels_dir=data["labels"], holdout_frames=HOLDOUT, train_frames=[])
+
+
+def _patch_index(labels: Path, **rows: dict[int, object]) -> None:
+    """Overwrite columns of some rows of a labels index (``rows`` maps column → {row: value})."""
+    index = pd.read_parquet(labels / "index.parquet")
+    for col, values in rows.items():
+        for r, v in values.items():
+            index.loc[r, col] = v
+    index.to_parquet(labels / "index.parquet", index=False)
+
+
+def _no_person(labels: Path, rows: list[int]) -> None:
+    """Make label ``rows`` person-less, as the labels stage writes them: black image, NaN keypoints, no face."""
+    index = pd.read_parquet(labels / "index.parquet")
+    for r in rows:
+        index.loc[r, "person_found"] = False
+        index.loc[r, "face_ok"] = False
+        index.loc[r, KEYPOINT_COLUMNS] = np.nan
+        cv2.imwrite(str(labels / index.loc[r, "file"]), np.zeros((H, W, 3), np.uint8))
+    index.to_parquet(labels / "index.parquet", index=False)
+
+
+@pytest.fixture(scope="module")
+def known(tmp_path_factory):
+    """Training frames 0-3 with four different arm heights; held-out frames whose nearest training
+    frame is known: 4 = copy of 2, 5 = copy of 0, 6 = frame 3 moved 6 px right, 7 = copy of 1,
+    8 = no person. Real frames are lossless copies of the labels. Frame 7 has no face box."""
+    root = tmp_path_factory.mktemp("eval_known")
+    train = sway_keypoints(4, W, H)
+    for t, lift in enumerate((0, 24, 12, 36)):
+        for name, dy in (("left_elbow", lift / 2), ("right_elbow", lift / 2), ("left_wrist", lift),
+                         ("right_wrist", lift)):
+            train[t, KP[name], 1] -= dy
+    moved = train[3].copy()
+    moved[:, 0] += 6
+    kps = np.concatenate([train, np.stack([train[2], train[0], moved, train[1], train[0]])])
+    labels = write_labels_dir(root / "labels", kps, W, H)
+    _no_person(labels, [8])
+    _patch_index(labels, face_ok={7: False})
+    frames = root / "frames"
+    frames.mkdir()
+    for i in range(len(kps)):
+        (frames / f"{i:06d}.png").write_bytes((labels / f"{i:06d}.png").read_bytes())
+    pd.DataFrame({"frame": range(len(kps)), "file": [f"{i:06d}.png" for i in range(len(kps))]}).to_parquet(
+        frames / "index.parquet", index=False)
+    return {"labels": labels, "frames": frames}
+
+
+def test_baseline_shows_the_training_frame_with_the_closest_pose_scored_like_the_generator(known, pose_model):
+    ev = evaluate_holdout(LabelEcho(), pose_model, EvaluateConfig(sample_frames=5, imgsz=128),
+                          frames_dir=known["frames"], labels_dir=known["labels"], holdout_frames=[4, 5, 6, 7, 8],
+                          train_frames=[0, 1, 2, 3])
+    df = ev.per_frame.set_index("frame")
+    assert df["baseline_frame"].tolist()[:4] == [2, 0, 3, 1] and pd.isna(df.loc[8, "baseline_frame"])
+    np.testing.assert_allclose(df["baseline_match_distance"].iloc[:4], 0.0, atol=1e-6)  # float32 keypoints
+    # copies of a training frame: the baseline shows the real frame itself
+    for f in (4, 5, 7):
+        assert df.loc[f, "baseline_ssim"] == pytest.approx(1.0) and df.loc[f, "baseline_psnr"] == PSNR_CAP
+        assert df.loc[f, "baseline_ssim_box"] == pytest.approx(1.0)
+        # same image as the generator's (LabelEcho gives the real frame): same pose-model verdict
+        assert df.loc[f, "baseline_person_found"] == df.loc[f, "person_found"]
+        a, b = df.loc[f, "baseline_pose_distance"], df.loc[f, "pose_distance"]
+        assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b)
+    # same position matters for the image metrics: the moved copy scores below 1
+    assert df.loc[6, "baseline_ssim"] < 0.99 and df.loc[6, "baseline_psnr"] < 40
+    # the warping error uses the real frames' flow for both: identical images give identical errors
+    assert math.isnan(df.loc[4, "baseline_warp_error"])
+    assert df.loc[5, "baseline_warp_error"] == pytest.approx(df.loc[5, "warp_error"])
+    assert df.loc[5, "warp_error"] == pytest.approx(df.loc[5, "warp_error_real"])
+    assert df.loc[[6, 7], "baseline_warp_error"].notna().all()
+    # a held-out frame with no pose has no baseline
+    assert df.loc[8, ["baseline_ssim", "baseline_ssim_face", "baseline_warp_error"]].isna().all()
+    assert pd.isna(df.loc[8, "baseline_person_found"])
+    # face box: scored where recorded, NaN without one
+    assert df.loc[[4, 5, 6], "ssim_face"].tolist() == pytest.approx([1.0, 1.0, 1.0])
+    assert df.loc[[4, 5], "baseline_ssim_face"].tolist() == pytest.approx([1.0, 1.0])
+    assert df.loc[[7, 8], ["ssim_face", "psnr_face", "baseline_ssim_face", "baseline_psnr_face"]].isna().all().all()
+    s = ev.summary
+    assert s["frames"] == 5 and s["face_frames"] == 3 and s["baseline_frames"] == 4
+    assert s["baseline_ssim_face"] == pytest.approx(df.loc[[4, 5, 6], "baseline_ssim_face"].mean())
+    assert s["baseline_ssim"] == pytest.approx(df.loc[[4, 5, 6, 7], "baseline_ssim"].mean())
+    assert s["ssim"] == pytest.approx(1.0) and s["baseline_ssim"] < 1.0
+    # the sample panels: label | generated | baseline | real, the baseline panel is training frame 2's image
+    panels = dict(ev.samples)[4]
+    assert len(panels) == 4
+    np.testing.assert_array_equal(panels[2], load_rgb(known["frames"] / "000002.png"))
+    assert not dict(ev.samples)[8][2].any()  # no match: a black panel
+
+
+@pytest.fixture(scope="module")
+def gappy(tmp_path_factory):
+    """8 transfer labels, rows 0, 3 and 7 without a person."""
+    root = tmp_path_factory.mktemp("eval_gaps")
+    labels = write_labels_dir(root / "labels", sway_keypoints(N, W, H, seed=3), W, H)
+    _no_person(labels, [0, 3, 7])
+    images = [load_rgb(labels / f"{i:06d}.png") for i in range(N)]
+    return {"root": root, "labels": labels, "images": images}
+
+
+# rule → (video rows as render shows them, generated flags): derived by hand from rows 0, 3, 7 being empty
+GAP_PLANS = {
+    "trim": ([1, 2, 2, 4, 5, 6], [1, 1, 0, 1, 1, 1]),
+    "hold": ([1, 1, 2, 2, 4, 5, 6, 6], [0, 1, 1, 0, 1, 1, 1, 0]),
+    "blank": ([None, 1, 2, None, 4, 5, 6, None], [0, 1, 1, 0, 1, 1, 1, 0]),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(GAP_PLANS))
+def test_transfer_maps_video_frames_to_labels_through_the_empty_rule(gappy, pose_model, tmp_path, rule):
+    shown, generated = GAP_PLANS[rule]
+    black = np.zeros((H, W, 3), np.uint8)
+    video = write_video(tmp_path / "t.mp4", [black if r is None else gappy["images"][r] for r in shown], fps=10)
+    ev = evaluate_transfer(pose_model, EvaluateConfig(imgsz=128, sample_frames=2), labels_dir=gappy["labels"],
+                           video=video, empty_rule=rule)
+    df = ev.per_frame
+    label_rows = list(range(1, 7)) if rule == "trim" else list(range(N))
+    assert df["frame"].tolist() == label_rows
+    assert df["generated"].tolist() == generated
+    assert df["label_person"].tolist() == [int(r not in (0, 3, 7)) for r in label_rows]
+    assert (df["person_found"].notna() == df["generated"].astype(bool)).all()  # detection on generated frames only
+    both = [j for j in range(1, len(generated)) if generated[j] and generated[j - 1]]
+    assert df["warp_error"].notna().tolist() == [j in both for j in range(len(generated))]
+    s = ev.summary
+    assert s["frames"] == len(shown) and s["person_frames"] == 5 and s["person_less_frames"] == 3
+    assert s["substituted_frames"] == generated.count(0) and s["trimmed_frames"] == (2 if rule == "trim" else 0)
+    assert s["empty_label_frames_generated"] == 0
+    assert s["detection_rate"] == pytest.approx((df["person_found"] == 1).sum() / 5)
+    assert [f for f, _ in ev.samples] == [1, 6]  # samples are generated frames
+
+
+def test_transfer_video_with_the_wrong_frame_count_for_the_rule_is_an_error(gappy, pose_model, tmp_path):
+    from dancepipe.errors import DancepipeError
+
+    video = write_video(tmp_path / "all.mp4", gappy["images"], fps=10)  # one frame per label, as hold/blank
+    with pytest.raises(DancepipeError, match=r"all.mp4: has 8 frames but .* gives 6 output frames under "
+                                             r"render.empty = trim .*rerun the render stage"):
+        evaluate_transfer(pose_model, EvaluateConfig(imgsz=128), labels_dir=gappy["labels"], video=video)
+    ev = evaluate_transfer(pose_model, EvaluateConfig(imgsz=128), labels_dir=gappy["labels"], video=video,
+                           empty_rule="hold")
+    assert ev.summary["frames"] == 8
 
 
 def _check_outputs(metrics_dir: Path, report: Path, expect_curves: bool) -> dict:
     ev = json.loads((metrics_dir / "eval.json").read_text())
     tr = json.loads((metrics_dir / "transfer.json").read_text())
-    assert set(ev) == {"frames", "ssim", "psnr", "ssim_box", "psnr_box", "pose_distance", "no_person_rate",
-                       "warp_error", "warp_error_real"}
-    assert set(tr) == {"frames", "pose_distance", "detection_rate", "warp_error"}
+    assert set(ev) == EVAL_KEYS
+    assert set(tr) == TRANSFER_KEYS
     for d in (ev, tr):
         for k, v in d.items():
             if v is not None:
@@ -117,8 +276,14 @@ def _check_outputs(metrics_dir: Path, report: Path, expect_curves: bool) -> dict
     for name in ("eval_per_frame.csv", "transfer_per_frame.csv"):
         df = pd.read_csv(metrics_dir / name)
         assert df.columns[0] == "frame" and df["frame"].is_monotonic_increasing
+    per_frame = pd.read_csv(metrics_dir / "eval_per_frame.csv")
+    assert {"ssim_face", "psnr_face", "baseline_frame", "baseline_ssim", "baseline_ssim_face",
+            "baseline_pose_distance", "baseline_warp_error"} <= set(per_frame.columns)
+    assert {"label_person", "generated"} <= set(pd.read_csv(metrics_dir / "transfer_per_frame.csv").columns)
     text = report.read_text()
     assert text.startswith("<!doctype html>") and "data:image/png;base64," in text
+    assert "<th>generator</th><th>nearest-neighbour baseline</th>" in text
+    assert "label | generated | baseline | real" in text
     assert "http://" not in text and "https://" not in text  # nothing to fetch
     assert ("training curves" in text) and (("No training curves" in text) != expect_curves)
     return {"eval": ev, "transfer": tr}
@@ -137,6 +302,9 @@ def test_stage_cli_writes_metrics_plots_and_report(data, tmp_path, pose_weights)
             str(data["frames"]), "--labels", str(data["labels"]), "--transfer-labels", str(data["labels"]),
             "--transfer-video", str(data["video"]), "--metrics-dir", str(tmp_path / "metrics"),
             "--report", str(tmp_path / "report.html"), "--params", str(params)]
+    # an unknown render.empty rule is a usage error
+    res = CliRunner().invoke(main, [*args, "--empty", "skip"])
+    assert res.exit_code == 2 and "hold" in res.output and "trim" in res.output
     # face model missing: one sentence, exit 1, nothing written
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 1 and "no_face.pt: face model does not exist" in res.output
@@ -144,9 +312,9 @@ def test_stage_cli_writes_metrics_plots_and_report(data, tmp_path, pose_weights)
     # face off in params: runs and writes everything
     params.write_text(yaml.safe_dump({"evaluate": {"device": "cpu", "pose_model": str(pose_weights),
                                                    "imgsz": 128, "sample_frames": 2, "face": False}}))
-    res = CliRunner().invoke(main, [*args, "--train-curves", str(curves)])
+    res = CliRunner().invoke(main, [*args, "--train-curves", str(curves), "--empty", "hold"])
     assert res.exit_code == 0, res.output
-    assert "held-out 4 frames" in res.output and "transfer 8 frames" in res.output
+    assert "held-out 4 frames" in res.output and "transfer 8 frames" in res.output and "baseline" in res.output
     _check_outputs(tmp_path / "metrics", tmp_path / "report.html", expect_curves=True)
 
 

@@ -117,6 +117,37 @@ def test_mismatched_frames_dir_is_rejected(synth, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_label_with_too_few_joints_shows_no_person(synth, tmp_path):
+    """A body mostly out of view (6 joints) is no person; 8 joints (labels.draw.min_joints) is one."""
+    src = depth_walk(50, 500, 800, 300, 420, x=900, seed=1)
+    src[20:30, :11] = np.nan      # ten frames of hips, knees and ankles only: too long a gap to fill in
+    src[44:50, :5] = np.nan       # the last frames without the head: 12 joints
+    src[44:50, 13:] = np.nan      # ... and without knees and ankles: 8 joints
+    path = write_pose_table(tmp_path / "partial.parquet", src, 1768, 994)
+    out = tmp_path / "labels" / "transfer"
+    r = run_labels("transfer", path, synth["frames"], out, CFG, norm=synth["norm"])
+    index, _ = read_table(out / "index.parquet")
+    found = index["person_found"].to_numpy()
+    assert not found[20:30].any() and found[:20].all() and found[30:].all()
+    assert r["drawn"] == 40
+    assert not cv2.imread(str(out / "000025.png")).any()  # drawn empty, not as a pair of legs
+    assert cv2.imread(str(out / "000047.png")).any()
+    assert columns_to_keypoints(index)[25].size and np.isnan(columns_to_keypoints(index)[25]).all()
+    strict = LabelsConfig(draw={"min_joints": 9})
+    run_labels("transfer", path, synth["frames"], tmp_path / "strict", strict, norm=synth["norm"])
+    assert not read_table(tmp_path / "strict" / "index.parquet")[0]["person_found"].to_numpy()[44:50].any()
+
+
+def test_a_source_with_nobody_in_it_is_rejected_at_labels_transfer(synth, tmp_path):
+    """A source whose every frame lacks a person has no motion: one sentence, nothing written."""
+    empty = write_pose_table(tmp_path / "nobody.parquet", depth_walk(20, 500, 800, 300, 420, x=900), 1768, 994,
+                             person_found=np.zeros(20, bool))
+    out = tmp_path / "labels" / "transfer"
+    with pytest.raises(DancepipeError, match=r"nobody.parquet: no frame of the source shows a person \(20 frames\)"):
+        run_labels("transfer", empty, synth["frames"], out, CFG, norm=synth["norm"])
+    assert not out.exists() and not list(out.parent.glob(".*"))
+
+
 # --------------------------------------------------------------------------- stage CLI
 
 def _invoke(*args: str, params: Path):

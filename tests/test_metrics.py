@@ -142,3 +142,35 @@ def test_subject_box_pads_and_clips():
 def test_nanmean_ignores_missing_and_returns_none_when_empty():
     assert M.nanmean([1.0, float("nan"), 3.0]) == 2.0
     assert M.nanmean([float("nan")]) is None
+
+
+def test_valid_points_works_on_one_pose_and_on_a_stack():
+    kps = _pose()
+    kps[3, 0] = np.nan
+    stack = np.stack([kps, _pose(1)])
+    assert M.valid_points(kps).tolist() == [j != 3 for j in range(17)]
+    assert M.valid_points(stack).shape == (2, 17) and M.valid_points(stack)[0, 3] == 0 and M.valid_points(stack)[1].all()
+
+
+def test_face_region_clips_the_square_to_the_picture():
+    assert M.face_region((4, 6, 16), 64, 96) == (4, 6, 20, 22)
+    assert M.face_region((-5, 88, 16), 64, 96) == (0, 88, 11, 96)
+    assert M.face_region((63, 10, 16), 64, 96) is None  # 1 px left inside
+    assert M.face_region(None, 64, 96) is None
+
+
+def test_region_scores_look_only_inside_the_clipped_box():
+    rng = np.random.default_rng(0)
+    h, w = 40, 30
+    real = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    gen = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)  # unrelated outside the box
+    box = M.face_region((-5, 20, 16), w, h)  # → x 0..11, y 20..36
+    assert box == (0, 20, 11, 36)
+    real[20:36, 0:11] = 100
+    gen[20:36, 0:11] = 110
+    s, p = M.region_scores(gen, real, box)
+    # constant patches: SSIM = (2·μx·μy + C1) / (μx² + μy² + C1) (no variance), PSNR from MSE = 10²
+    c1 = (0.01 * 255) ** 2
+    assert s == pytest.approx((2 * 100 * 110 + c1) / (100**2 + 110**2 + c1), rel=1e-9)
+    assert p == pytest.approx(10 * math.log10(255**2 / 100.0))
+    assert all(math.isnan(v) for v in M.region_scores(gen, real, None))

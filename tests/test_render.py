@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
 from click.testing import CliRunner
 
 from dancepipe.errors import DancepipeError
-from dancepipe.render import RenderConfig, Timing, generate_sequence, run_render
+from dancepipe.keypoints import KEYPOINT_COLUMNS
+from dancepipe.render import RenderConfig, Timing, generate_sequence, load_rgb, render_transfer, run_render
 from dancepipe.video import iter_frames, probe
 from tests.conftest import write_video
-from tests.fixtures.render import sway_keypoints, write_frames_like, write_labels_dir, write_tiny_generator
+from tests.fixtures.render import sway_keypoints, write_labels_dir, write_tiny_generator
+from tests.test_encode import decoded_audio, onset_seconds, write_onset_video
+from tests.test_sidebyside import bright_extent, write_pose_table
 
 torch.set_num_threads(2)
 W, H, N = 32, 48, 12
@@ -84,24 +91,71 @@ def test_face_refinement_in_batches_keeps_every_frame_in_order():
             assert frame[H - 1, W - 1, 0] == expected[i], i
 
 
+def with_empty_labels(src: Path, dst: Path, empty: list[int]) -> Path:
+    """A copy of the labels directory ``src`` in which rows ``empty`` show no person (as the labels stage writes them)."""
+    shutil.copytree(src, dst)
+    idx = pd.read_parquet(dst / "index.parquet")
+    idx.loc[empty, "person_found"] = False
+    idx.loc[empty, KEYPOINT_COLUMNS] = np.nan
+    idx.loc[empty, "face_ok"] = False
+    for row in empty:
+        cv2.imwrite(str(dst / idx["file"].iloc[row]), np.zeros((H, W, 3), np.uint8))
+    idx.to_parquet(dst / "index.parquet", index=False)
+    return dst
+
+
+SOURCE_SCALE = 2.0  # source pixels per label pixel: the source dancer is twice the stick figure's size
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
+    """Labels of a figure half the label's height (as in the demo), and a source video 80x60 whose subject is a
+    white box around the same figure at twice the size, walking right; its pose table has those boxes and points."""
     root = tmp_path_factory.mktemp("render_inputs")
+    centre = np.array([W / 2, H / 2])
     kps = sway_keypoints(N, W, H)
+    kps[..., :2] = (kps[..., :2] - centre) * 0.5 + centre
     labels = write_labels_dir(root / "labels", kps, W, H)
-    src_imgs = [np.full((H, 40, 3), 30 + 10 * i, np.uint8) for i in range(N)]
-    frames = write_frames_like(root / "frames", src_imgs)
-    clip = [np.full((60, 80, 3), 20 * (i % 10), np.uint8) for i in range(N)]
+    src = kps.copy()
+    src[..., :2] = SOURCE_SCALE * (kps[..., :2] - centre) + np.stack([20.0 + 4 * np.arange(N), np.full(N, 30.0)], 1)[:, None]
+    lo, hi = src[..., :2].min(axis=1), src[..., :2].max(axis=1)
+    pad = 0.15 * (hi - lo)  # a detector's box reaches past the joints (head top, feet)
+    boxes = np.round(np.concatenate([lo - pad, hi + pad], axis=1)).astype(int)
+    clip = []
+    for x0, y0, x1, y1 in boxes:
+        img = np.zeros((60, 80, 3), np.uint8)
+        img[y0:y1, x0:x1] = 255
+        clip.append(img)
     tone = write_video(root / "tone.mp4", clip, fps=15, audio_tone_hz=440.0)
     silent = write_video(root / "silent.mp4", clip, fps=12)
+    poses = write_pose_table(root / "poses.parquet", boxes, kps=src)
     gen = write_tiny_generator(root / "generator.pt")
-    return {"labels": labels, "frames": frames, "tone": tone, "silent": silent, "generator": gen, "root": root}
+    return {"labels": labels, "poses": poses, "clip": clip, "boxes": boxes, "tone": tone, "silent": silent,
+            "generator": gen, "root": root}
 
 
-def _render(inputs, tmp_path, source: Path, side_by_side: bool = True, **cfg):
+def assert_source_panel_shows_the_subject(inputs, panel: np.ndarray, frame: int) -> None:
+    """The source panel shows frame ``frame``'s subject at the stick figure's scale, where the crop puts it.
+
+    The crop is W x H label pixels = 64 x 96 source pixels around the subject: taller
+    than the 60-px picture, so centred on it vertically; shifted to stay inside the
+    80-px width horizontally (the smoothed centre may differ from this frame's box by
+    the figure's sway: about a pixel).
+    """
+    x0, y0, x1, y1 = inputs["boxes"][frame]
+    h, w, cx, cy = bright_extent(panel)
+    assert h == pytest.approx((y1 - y0) / SOURCE_SCALE, abs=2), frame
+    assert w == pytest.approx((x1 - x0) / SOURCE_SCALE, abs=2), frame
+    crop_x0 = min(max((x0 + x1) / 2 - W * SOURCE_SCALE / 2, 0), 80 - W * SOURCE_SCALE)
+    crop_y0 = (60 - H * SOURCE_SCALE) / 2
+    assert cx == pytest.approx(((x0 + x1) / 2 - crop_x0) / SOURCE_SCALE - 0.5, abs=2), frame
+    assert cy == pytest.approx(((y0 + y1) / 2 - crop_y0) / SOURCE_SCALE - 0.5, abs=1.5), frame
+
+
+def _render(inputs, tmp_path, source: Path, side_by_side: bool = True, labels: Path | None = None, **cfg):
     return run_render(
         RenderConfig(device="cpu", preset="ultrafast", **cfg), generator_path=inputs["generator"], face_path=None,
-        labels_dir=inputs["labels"], source_video=source, source_frames_dir=inputs["frames"],
+        labels_dir=labels or inputs["labels"], source_video=source, source_poses=inputs["poses"],
         out=tmp_path / "transfer.mp4", side_by_side_out=tmp_path / "sbs.mp4" if side_by_side else None,
     )
 
@@ -109,6 +163,7 @@ def _render(inputs, tmp_path, source: Path, side_by_side: bool = True, **cfg):
 def test_render_writes_one_h264_frame_per_label_at_source_fps_with_audio(inputs, tmp_path):
     result = _render(inputs, tmp_path, inputs["tone"])
     assert result.frames == N and not result.face_applied
+    assert (result.empty, result.substituted, result.trimmed, result.audio_start) == (0, 0, 0, 0.0)
     info = probe(tmp_path / "transfer.mp4")
     assert (info.codec, info.width, info.height) == ("h264", W, H)
     assert info.fps == pytest.approx(15.0)
@@ -117,13 +172,27 @@ def test_render_writes_one_h264_frame_per_label_at_source_fps_with_audio(inputs,
     with av.open(str(tmp_path / "transfer.mp4")) as c:
         assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
     sbs = probe(tmp_path / "sbs.mp4")
-    assert (sbs.width, sbs.height, sbs.frame_count, sbs.has_audio) == (40 + 2 * W, H, N, True)
-    # middle panel is the label itself
-    first_sbs = next(iter_frames(tmp_path / "sbs.mp4")).image
-    from dancepipe.render import load_rgb
+    assert (sbs.width, sbs.height, sbs.frame_count, sbs.has_audio) == (3 * W, H, N, True)
+    # source | label | generated
+    transfer = [f.image for f in iter_frames(tmp_path / "transfer.mp4")]
+    for i, frame in enumerate(iter_frames(tmp_path / "sbs.mp4")):
+        label = load_rgb(inputs["labels"] / f"{i:06d}.png")
+        assert np.abs(frame.image[:, W:2 * W].astype(int) - label.astype(int)).mean() < 12
+        assert np.abs(frame.image[:, 2 * W:].astype(int) - transfer[i].astype(int)).mean() < 6
+        assert_source_panel_shows_the_subject(inputs, frame.image[:, :W], i)
 
-    label0 = load_rgb(inputs["labels"] / "000000.png")
-    assert np.abs(first_sbs[:, 40:40 + W].astype(int) - label0.astype(int)).mean() < 12
+
+def test_render_reads_an_ingested_video_directory(inputs, tmp_path):
+    ingested = tmp_path / "source"
+    ingested.mkdir()
+    shutil.copy(inputs["tone"], ingested / "video.mp4")
+    (ingested / "meta.json").write_text(json.dumps({"file": "video.mp4"}))
+    result = _render(inputs, tmp_path, ingested)
+    assert result.frames == N
+    for video in (tmp_path / "transfer.mp4", tmp_path / "sbs.mp4"):
+        info = probe(video)
+        assert info.frame_count == N and info.has_audio and info.fps == pytest.approx(15.0)
+    assert_source_panel_shows_the_subject(inputs, next(iter_frames(tmp_path / "sbs.mp4")).image[:, :W], 0)
 
 
 def test_render_without_source_audio_has_no_audio_track(inputs, tmp_path):
@@ -137,7 +206,7 @@ def test_render_without_source_audio_has_no_audio_track(inputs, tmp_path):
 
 def test_render_output_matches_generating_directly(inputs, tmp_path):
     from dancepipe.checkpoint import load_generator
-    from dancepipe.render import load_rgb, read_index
+    from dancepipe.render import read_index
 
     _render(inputs, tmp_path, inputs["silent"], side_by_side=False, crf=0)
     g, _ = load_generator(inputs["generator"])
@@ -154,7 +223,7 @@ def test_render_output_matches_generating_directly(inputs, tmp_path):
 def test_missing_labels_fail_with_one_sentence_and_no_output(inputs, tmp_path):
     with pytest.raises(DancepipeError, match="labels directory does not exist"):
         run_render(RenderConfig(device="cpu"), generator_path=inputs["generator"], face_path=None,
-                   labels_dir=tmp_path / "nope", source_video=inputs["silent"], source_frames_dir=None,
+                   labels_dir=tmp_path / "nope", source_video=inputs["silent"], source_poses=None,
                    out=tmp_path / "t.mp4", side_by_side_out=None)
     assert not (tmp_path / "t.mp4").exists()
 
@@ -164,6 +233,10 @@ def test_render_config_rejects_bad_values():
         RenderConfig(device="gpu")
     with pytest.raises(ValueError):
         RenderConfig(crf=60)
+    with pytest.raises(ValueError, match="'hold', 'trim' or 'blank'"):
+        RenderConfig(empty="skip")
+    with pytest.raises(ValueError):
+        RenderConfig(panel_window=0)
 
 
 def _params(tmp_path: Path, **render) -> Path:
@@ -179,13 +252,31 @@ def test_stage_cli_renders_and_reports(inputs, tmp_path):
     torch.save({"format": "dancepipe.face/1", "enabled": False, "arch": {}, "state_dict": None, "train": {}}, face)
     res = CliRunner().invoke(main, [
         "--generator", str(inputs["generator"]), "--face", str(face), "--labels", str(inputs["labels"]),
-        "--source-video", str(inputs["tone"]), "--source-frames", str(inputs["frames"]),
+        "--source-video", str(inputs["tone"]), "--source-poses", str(inputs["poses"]),
         "--out", str(tmp_path / "o.mp4"), "--side-by-side", str(tmp_path / "s.mp4"),
         "--params", str(_params(tmp_path)),
     ])
     assert res.exit_code == 0, res.output
     assert f"{N} frames" in res.output and "face refinement off" in res.output
+    assert "every label shows a person" in res.output
     assert probe(tmp_path / "o.mp4").frame_count == N and (tmp_path / "s.mp4").exists()
+
+
+def test_stage_cli_reports_the_person_less_labels_in_its_summary(inputs, tmp_path):
+    from stages.render import main
+
+    labels = with_empty_labels(inputs["labels"], tmp_path / "labels", EMPTY_ROWS)
+    src = write_onset_video(tmp_path / "src.mp4", N, 10, onset=0.5, images=inputs["clip"])
+    res = CliRunner().invoke(main, [
+        "--generator", str(inputs["generator"]), "--face", str(tmp_path / "absent.pt"), "--labels", str(labels),
+        "--source-video", str(src), "--out", str(tmp_path / "o.mp4"),
+        "--params", str(_params(tmp_path, face=False, empty="trim")),
+    ])
+    assert res.exit_code == 0, res.output
+    summary = res.output.strip().splitlines()[-1]
+    assert summary.startswith("render: 8 frames") and "audio copied from 0.200 s" in summary  # frame 2 at 10 fps
+    assert "6 person-less labels (empty = trim): 2 frames held, 4 trimmed" in summary
+    assert probe(tmp_path / "o.mp4").frame_count == 8
 
 
 def test_stage_cli_without_side_by_side_writes_the_transfer_video_alone(inputs, tmp_path):
@@ -201,7 +292,7 @@ def test_stage_cli_without_side_by_side_writes_the_transfer_video_alone(inputs, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4", "params.yaml"]
 
 
-def test_stage_cli_side_by_side_without_source_frames_is_one_sentence_and_writes_nothing(inputs, tmp_path):
+def test_stage_cli_side_by_side_without_source_poses_is_a_usage_error_and_writes_nothing(inputs, tmp_path):
     from stages.render import main
 
     res = CliRunner().invoke(main, [
@@ -209,8 +300,8 @@ def test_stage_cli_side_by_side_without_source_frames_is_one_sentence_and_writes
         "--source-video", str(inputs["silent"]), "--out", str(tmp_path / "o.mp4"),
         "--side-by-side", str(tmp_path / "s.mp4"), "--params", str(_params(tmp_path, face=False)),
     ])
-    assert res.exit_code == 1
-    assert "side-by-side video needs the source frames directory" in res.output and res.output.count("\n") == 1
+    assert res.exit_code == 2
+    assert "--side-by-side needs --source-poses" in res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
@@ -220,7 +311,7 @@ def test_stage_cli_bad_input_exits_1_with_one_sentence(inputs, tmp_path):
     bad = tmp_path / "not_a_model.pt"
     res = CliRunner().invoke(main, [
         "--generator", str(bad), "--face", str(bad), "--labels", str(inputs["labels"]),
-        "--source-video", str(inputs["tone"]), "--source-frames", str(inputs["frames"]),
+        "--source-video", str(inputs["tone"]), "--source-poses", str(inputs["poses"]),
         "--out", str(tmp_path / "o.mp4"), "--side-by-side", str(tmp_path / "s.mp4"),
         "--params", str(_params(tmp_path)),
     ])
@@ -229,23 +320,119 @@ def test_stage_cli_bad_input_exits_1_with_one_sentence(inputs, tmp_path):
     assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "s.mp4").exists()
     res = CliRunner().invoke(main, [
         "--generator", str(inputs["generator"]), "--face", str(bad), "--labels", str(inputs["labels"]),
-        "--source-video", str(inputs["tone"]), "--source-frames", str(inputs["frames"]),
+        "--source-video", str(inputs["tone"]), "--source-poses", str(inputs["poses"]),
         "--out", str(tmp_path / "o.mp4"), "--side-by-side", str(tmp_path / "s.mp4"),
         "--params", str(_params(tmp_path, crf=99)),
     ])
     assert res.exit_code == 1 and "render.crf" in res.output
 
 
-@pytest.mark.slow
-def test_demo_transfer_video_has_one_frame_per_source_frame_and_the_source_audio(demo_transfer_video, demo_labels,
-                                                                                  demo_source_video):
-    import pandas as pd
+EMPTY_ROWS = [0, 1, 5, 6, 10, 11]  # leading, inside and trailing person-less labels
+GENERATED_ROWS = [2, 3, 4, 7, 8, 9]
 
-    n = len(pd.read_parquet(demo_labels["transfer"] / "index.parquet"))
+
+class RecordingGenerator(torch.nn.Module):
+    """Call k returns a uniform grey of level 40 + 30 k, and records what it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.label_max: list[float] = []
+        self.prev_mean: list[float] = []
+
+    def forward(self, label: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        self.label_max.append(float(label.max()))
+        self.prev_mean.append(float(prev.mean()))
+        level = 40 + 30 * (len(self.label_max) - 1)
+        return torch.full_like(label, level / 127.5 - 1.0)
+
+
+class RecordingFace:
+    """A face step that changes nothing and records how many frames, and which labels, it saw."""
+
+    def __init__(self) -> None:
+        self.label_max: list[float] = []
+
+    def refine(self, label, image, boxes):
+        self.label_max += [float(x.max()) for x in label]
+        return image.clone()
+
+
+@pytest.mark.parametrize("rule, expected", [
+    # output frame → grey level of the generated frame it shows (None: black)
+    ("hold", [40, 40, 40, 70, 100, 100, 100, 130, 160, 190, 190, 190]),
+    ("blank", [None, None, 40, 70, 100, None, None, 130, 160, 190, None, None]),
+    ("trim", [40, 70, 100, 100, 100, 130, 160, 190]),
+])
+def test_empty_rules_never_generate_from_an_empty_label(inputs, tmp_path, rule, expected):
+    labels = with_empty_labels(inputs["labels"], tmp_path / "labels", EMPTY_ROWS)
+    gen, face = RecordingGenerator(), RecordingFace()
+    result = render_transfer(gen, labels_dir=labels, source_video=inputs["silent"], out=tmp_path / "o.mp4",
+                             side_by_side_out=tmp_path / "s.mp4", source_poses=inputs["poses"], face=face,
+                             crf=0, preset="ultrafast", empty=rule)
+    # six generator calls, each on a label with a person, each conditioned on the previous call's output
+    assert len(gen.label_max) == result.timing.frames == len(GENERATED_ROWS)
+    assert min(gen.label_max) > -1.0  # an empty label is all -1 (black)
+    assert gen.prev_mean == pytest.approx([0.0] + [(40 + 30 * k) / 127.5 - 1.0 for k in range(5)], abs=1e-6)
+    assert len(face.label_max) == len(GENERATED_ROWS) and min(face.label_max) > -1.0  # face step: generated only
+    assert (result.frames, result.empty) == (len(expected), len(EMPTY_ROWS))
+    assert (result.substituted, result.trimmed) == {"hold": (6, 0), "blank": (6, 0), "trim": (2, 4)}[rule]
+    frames = [f.image for f in iter_frames(tmp_path / "o.mp4")]
+    assert len(frames) == len(expected) == probe(tmp_path / "s.mp4").frame_count
+    for i, (frame, level) in enumerate(zip(frames, expected, strict=True)):
+        assert np.abs(frame.astype(float) - (0 if level is None else level)).max() <= 2, (i, level)
+    for i, frame in enumerate(iter_frames(tmp_path / "s.mp4")):
+        assert np.abs(frame.image[:, 2 * W:].astype(int) - frames[i].astype(int)).mean() < 3, i
+
+
+def test_empty_rules_with_a_trained_generator_hold_the_exact_previous_frame(inputs, tmp_path):
+    labels = with_empty_labels(inputs["labels"], tmp_path / "labels", EMPTY_ROWS)
+    _render(inputs, tmp_path, inputs["silent"], side_by_side=False, labels=labels, empty="hold", crf=0)
+    frames = [f.image.astype(int) for f in iter_frames(tmp_path / "transfer.mp4")]
+    assert len(frames) == N
+    for a, b in [(0, 2), (1, 2), (5, 4), (6, 4), (10, 9), (11, 9)]:
+        assert np.abs(frames[a] - frames[b]).max() <= 1, (a, b)  # held (lossless up to chroma rounding)
+    assert np.abs(frames[3] - frames[2]).mean() > 0.5  # generated frames differ from each other
+
+
+def test_trim_starts_the_audio_at_the_first_kept_frame(inputs, tmp_path):
+    # source: 12 frames at 10 fps, a tone from 0.65 s; labels 0-2 and 10-11 show nobody, so the
+    # output keeps source frames 3-9 (0.3 s to 1.0 s): the tone must start 0.35 s into 0.7 s
+    src = write_onset_video(tmp_path / "src.mp4", N, 10, onset=0.65, images=inputs["clip"])
+    labels = with_empty_labels(inputs["labels"], tmp_path / "labels", [0, 1, 2, 10, 11])
+    result = _render(inputs, tmp_path, src, labels=labels, empty="trim")
+    assert (result.frames, result.trimmed, result.substituted, result.empty) == (7, 5, 0, 5)
+    assert result.audio_start == pytest.approx(0.3)
+    for video in (tmp_path / "transfer.mp4", tmp_path / "sbs.mp4"):
+        assert probe(video).frame_count == 7
+        samples, rate = decoded_audio(video)
+        assert onset_seconds(samples, rate) == pytest.approx(0.35, abs=0.005)
+        assert 0.7 - 0.005 <= len(samples) / rate <= 0.7 + 2 * 1024 / rate  # ends with the video
+    # the side-by-side shows the same source frames: its source panel tracks the subject of frames 3-9
+    for j, frame in enumerate(iter_frames(tmp_path / "sbs.mp4")):
+        assert_source_panel_shows_the_subject(inputs, frame.image[:, :W], 3 + j)
+
+
+def test_labels_without_any_person_are_one_sentence_and_write_nothing(inputs, tmp_path):
+    labels = with_empty_labels(inputs["labels"], tmp_path / "labels", list(range(N)))
+    with pytest.raises(DancepipeError, match="none of the 12 labels shows a person"):
+        _render(inputs, tmp_path, inputs["silent"], labels=labels)
+    assert not (tmp_path / "transfer.mp4").exists() and not (tmp_path / "sbs.mp4").exists()
+
+
+@pytest.mark.slow
+def test_demo_transfer_video_has_the_planned_frames_and_the_source_audio_in_sync(demo_transfer_video, demo_labels,
+                                                                                  demo_source_video):
+    from dancepipe.gaps import plan_frames
+
+    labels = pd.read_parquet(demo_labels["transfer"] / "index.parquet").sort_values("frame")
+    plan = plan_frames(labels["person_found"].to_numpy(bool), RenderConfig().empty)
     src = probe(demo_source_video)
     out = probe(demo_transfer_video)
-    assert n == src.frame_count
-    assert out.frame_count == n and out.codec == "h264"
+    assert len(labels) == src.frame_count
+    assert out.frame_count == plan.frames and out.codec == "h264"
     assert out.fps == pytest.approx(src.fps)
     assert out.has_audio and out.audio_codec == src.audio_codec == "aac"
-    assert (demo_transfer_video.parent / "side_by_side.mp4").exists()
+    samples, rate = decoded_audio(demo_transfer_video)
+    assert len(samples) / rate == pytest.approx(plan.frames / src.fps, abs=0.05)  # trimmed with the video
+    sbs = demo_transfer_video.parent / "side_by_side.mp4"
+    assert sbs.exists() and probe(sbs).frame_count == plan.frames
