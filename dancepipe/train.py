@@ -64,9 +64,9 @@ class TrainConfig(StageConfig):
     """The ``train:`` section of params.yaml."""
 
     seed: int = Field(0, ge=0)
-    steps: int = Field(300, ge=1, description="generator updates, each on a batch of frame pairs")
+    steps: int = Field(1200, ge=1, description="generator updates, each on a batch of frame pairs")
     batch_size: int = Field(2, ge=1, description="frame pairs per device per step")
-    lr: float = Field(2e-4, gt=0, le=1)
+    lr: float = Field(4e-4, gt=0, le=1)
     beta1: float = Field(0.5, ge=0, lt=1)
     beta2: float = Field(0.999, ge=0, lt=1)
     decay_start: float = Field(0.5, ge=0, le=1)
