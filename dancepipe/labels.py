@@ -94,6 +94,23 @@ class LabelsConfig(StageConfig):
     transfer: TransferLabelsConfig = TransferLabelsConfig()
 
 
+def load_labels_config(kind: Kind, params_path: str | Path = "params.yaml") -> LabelsConfig:
+    """The ``labels`` section as labels@``kind`` reads it: ``draw`` and its own kind's subsection.
+
+    The other kind's subsection is neither read nor validated (dvc.yaml lists
+    ``labels.draw`` and ``labels.<kind>`` only, so a bad value there must not stop this
+    stage); every other key is still checked, so misspellings are caught.
+    """
+    from dancepipe.config import build_config, load_params
+
+    params = load_params(params_path)
+    if "labels" not in params:
+        raise DancepipeError(f"{params_path}: section 'labels' is missing")
+    section = dict(params["labels"] or {})
+    section.pop("transfer" if kind == "train" else "train", None)
+    return build_config(LabelsConfig, section, section="labels", source=str(params_path))
+
+
 FACE_COLUMNS = ["face_x0", "face_y0", "face_size", "face_ok"]
 INDEX_SCHEMA = pa.schema(
     [

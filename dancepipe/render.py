@@ -151,9 +151,12 @@ def face_boxes(df: pd.DataFrame) -> list[Box | None]:
     """Per-row face boxes (x0, y0, size) from a labels index; None where ``face_ok`` is False.
 
     A labels index without face columns (made before face boxes were recorded) gives no
-    boxes at all, so rendering runs without the face step instead of failing.
+    boxes at all, so rendering runs without the face step instead of failing, and a
+    warning says so (the face model would otherwise be skipped without a word).
     """
     if "face_ok" not in df.columns:
+        log.warning("the labels index has no face box columns (made by an older labels stage): "
+                    "face refinement is skipped; rerun the labels stage to get it")
         return [None] * len(df)
     from dancepipe.face import boxes_from_index
 

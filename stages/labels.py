@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from dancepipe.cli import PARAMS_OPTION, progress, stage_command
-from dancepipe.config import load_config
-from dancepipe.labels import run_labels
+from dancepipe.labels import load_labels_config, run_labels
 
 
 @click.command()
@@ -28,7 +27,7 @@ def main(kind: str, poses: str, frames_dir: str, norm: str | None, out: str, par
         raise click.UsageError("--norm is required with --kind transfer")
     if kind == "train" and norm is not None:
         raise click.UsageError("--norm is only used with --kind transfer")
-    cfg = load_config("labels", params_path)
+    cfg = load_labels_config(kind, params_path)
     with progress(None, f"labels@{kind}") as advance:
         r = run_labels(kind, poses, frames_dir, out, cfg, norm=norm, progress=advance)
     click.echo(f"labels@{kind}: {r['frames']} labels ({r['drawn']} with a person) at {r['width']}x{r['height']}")

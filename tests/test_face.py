@@ -18,12 +18,12 @@ from dancepipe.checkpoint import load_generator, save_generator
 from dancepipe.config import build_config
 from dancepipe.errors import DancepipeError
 from dancepipe.face import (
-    chain_segments,
     FORMAT,
     FaceConfig,
     FaceGenerator,
     FaceRefiner,
     boxes_from_index,
+    chain_segments,
     collect_face_crops,
     fit_face,
     load_face_model,

@@ -183,10 +183,19 @@ def test_labels_stage_bad_inputs(synth, tmp_path, repo_root):
     assert res.exit_code == 1 and "t.parquet: normalisation stats are not valid JSON" in res.output
     bad = tmp_path / "params.yaml"
     bad.write_text(params.read_text().replace("smoothing: savgol", "smoothing: gaussian"))
-    res = _invoke("--kind", "train", "--poses", str(synth["target"]), "--frames", str(synth["frames"]),
-                  "--out", str(out), params=bad)
+    res = _invoke("--kind", "transfer", "--poses", str(synth["source"]), "--frames", str(synth["frames"]),
+                  "--norm", str(synth["norm"]), "--out", str(out), params=bad)
     assert res.exit_code == 1 and "labels.transfer.smoothing" in res.output and "'savgol'" in res.output
     assert not out.exists()
+    # labels@train reads labels.draw and labels.train only (what dvc.yaml lists for it)
+    res = _invoke("--kind", "train", "--poses", str(synth["target"]), "--frames", str(synth["frames"]),
+                  "--out", str(out), params=bad)
+    assert res.exit_code == 0, res.output
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(params.read_text().replace("  draw:", "  drawing:"))
+    res = _invoke("--kind", "train", "--poses", str(synth["target"]), "--frames", str(synth["frames"]),
+                  "--out", str(tmp_path / "out2"), params=typo)
+    assert res.exit_code == 1 and "labels.drawing" in res.output
 
 
 # --------------------------------------------------------------------------- demo end to end

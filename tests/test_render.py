@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,15 @@ from click.testing import CliRunner
 
 from dancepipe.errors import DancepipeError
 from dancepipe.keypoints import KEYPOINT_COLUMNS
-from dancepipe.render import RenderConfig, Timing, generate_sequence, load_rgb, render_transfer, run_render
+from dancepipe.render import (
+    RenderConfig,
+    Timing,
+    face_boxes,
+    generate_sequence,
+    load_rgb,
+    render_transfer,
+    run_render,
+)
 from dancepipe.video import iter_frames, probe
 from tests.conftest import write_video
 from tests.fixtures.render import sway_keypoints, write_labels_dir, write_tiny_generator
@@ -436,3 +445,11 @@ def test_demo_transfer_video_has_the_planned_frames_and_the_source_audio_in_sync
     assert len(samples) / rate == pytest.approx(plan.frames / src.fps, abs=0.05)  # trimmed with the video
     sbs = demo_transfer_video.parent / "side_by_side.mp4"
     assert sbs.exists() and probe(sbs).frame_count == plan.frames
+
+
+def test_a_labels_index_without_face_columns_skips_the_face_step_and_says_so(caplog):
+    old_index = pd.DataFrame({"frame": [0, 1], "file": ["000000.png", "000001.png"], "person_found": [True, True]})
+    with caplog.at_level(logging.WARNING, logger="dancepipe.render"):
+        assert face_boxes(old_index) == [None, None]
+    assert any("no face box columns" in r.getMessage() and "face refinement is skipped" in r.getMessage()
+               for r in caplog.records)
