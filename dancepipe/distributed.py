@@ -57,7 +57,7 @@ def under_launcher(env: Mapping[str, str] | None = None) -> bool:
     return "WORLD_SIZE" in env
 
 
-def device_for(ctx: DistContext, device: str) -> torch.device:
+def device_for(ctx: DistContext, device: str | torch.device) -> torch.device:
     """The device of this rank: ``cuda`` becomes ``cuda:<local_rank>`` when distributed."""
     dev = torch.device(device)
     if dev.type == "cuda" and dev.index is None and ctx.distributed:

@@ -64,19 +64,18 @@ from dancepipe import metrics as M
 from dancepipe.atomic import atomic_path
 from dancepipe.baseline import nearest_poses
 from dancepipe.config import StageConfig
+from dancepipe.devices import check_device, resolve_device
 from dancepipe.errors import DancepipeError
 from dancepipe.face import Box
 from dancepipe.gaps import EMPTY_RULES
 from dancepipe.keypoints import columns_to_keypoints
 from dancepipe.render import (
-    check_device,
     face_boxes,
     generate_sequence,
     load_face,
     load_rgb,
     plan_for,
     read_index,
-    resolve_device,
 )
 from dancepipe.video import iter_frames, prefetch
 
@@ -536,7 +535,7 @@ def run_evaluate(
     from dancepipe.checkpoint import load_generator
     from dancepipe.report import write_report
 
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "evaluate.device")
     if empty_rule not in EMPTY_RULES:  # checked before the long held-out pass, not after it
         raise DancepipeError(f"render.empty = {empty_rule!r}: choose one of {', '.join(EMPTY_RULES)}")
     if not Path(generator_path).is_file():
@@ -549,7 +548,7 @@ def run_evaluate(
     if pose_model is None:
         from dancepipe.posemodel import load_pose_model
 
-        pose_model = load_pose_model(cfg.pose_model, str(device))
+        pose_model = load_pose_model(cfg.pose_model, str(device), "evaluate.device")
     held = evaluate_holdout(generator, pose_model, cfg, frames_dir=frames_dir, labels_dir=labels_dir,
                             holdout_frames=split.get("holdout_frames", []),
                             train_frames=split.get("train_frames", []), face=face, device=device, progress=progress)

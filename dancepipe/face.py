@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import pickle
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from torch import nn
 
 from dancepipe.checkpoint import load_generator, save_file
 from dancepipe.config import StageConfig
+from dancepipe.devices import check_device, resolve_device
 from dancepipe.errors import DancepipeError
 from dancepipe.features import build_feature_net
 from dancepipe.keypoints import read_table
@@ -52,7 +52,6 @@ BOX_COLUMNS = ("face_x0", "face_y0", "face_size", "face_ok")
 Box = tuple[int, int, int]
 Progress = Callable[[int], None]
 
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
 class FaceConfig(StageConfig):
@@ -80,18 +79,7 @@ class FaceConfig(StageConfig):
     @field_validator("device")
     @classmethod
     def _check_device(cls, v: str) -> str:
-        if not _DEVICE_RE.match(v):
-            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
-        return v
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → the first CUDA device when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DancepipeError(f"train_face.device: '{name}' was asked for but CUDA is not available here")
-    return torch.device(name)
+        return check_device(v)
 
 
 # --------------------------------------------------------------------------- networks
@@ -591,7 +579,7 @@ def train_face(
         _log_disabled(logdir)
         return {"enabled": False}
 
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "train_face.device")
     generator_path = Path(generator_path)
     if not generator_path.is_file():
         raise DancepipeError(f"{generator_path}: generator model does not exist (run the train stage first)")

@@ -129,26 +129,19 @@ def resolve_weights(name: str) -> Path:
     return path
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; other values pass through."""
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def load_pose_model(name: str, device: str = "auto"):
+def load_pose_model(name: str, device: str = "auto", param: str = "device"):
     """Resolve ``name`` (see :func:`resolve_weights`) and load it as an ``ultralytics.YOLO`` on ``device``.
 
     The device is stored in the model's overrides, so ``model.predict(...)`` runs
     there without being told again. The resolved file is available as
-    ``model.ckpt_path``.
+    ``model.ckpt_path``. ``param`` names the device key in errors (e.g. ``poses.device``).
     """
     from ultralytics import YOLO
 
+    from dancepipe.devices import resolve_device
+
     path = resolve_weights(name)
-    dev = resolve_device(device)
+    dev = str(resolve_device(device, param))
     try:
         model = YOLO(str(path), task="pose")
     except (RuntimeError, OSError, ValueError, KeyError, AttributeError, TypeError) as e:

@@ -15,7 +15,6 @@ import dataclasses
 import importlib.metadata
 import logging
 import math
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -26,16 +25,16 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from dancepipe.config import StageConfig
+from dancepipe.devices import check_device, resolve_device
 from dancepipe.errors import DancepipeError
 from dancepipe.keypoints import COCO_NAMES, SCHEMA, keypoints_to_columns, write_table
-from dancepipe.posemodel import load_pose_model, model_sha256, resolve_device
+from dancepipe.posemodel import load_pose_model, model_sha256
 from dancepipe.tracking import Detections, select_subject
 from dancepipe.video import DecodeReport, Frame, batched, iter_frames, prefetch, probe
 
 log = logging.getLogger(__name__)
 
 NUM_KP = len(COCO_NAMES)
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+)$")
 VERSIONED = ("dancepipe", "ultralytics", "torch", "numpy", "av")
 
 
@@ -62,9 +61,7 @@ class PosesConfig(StageConfig):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if not _DEVICE_RE.match(v):
-            raise ValueError("must be one of auto, cpu, mps, cuda, cuda:N")
-        return v
+        return check_device(v)
 
 
 def mask_keypoints(kps: np.ndarray, kp_conf: float) -> np.ndarray:
@@ -311,8 +308,8 @@ def extract_poses(
     """
     video = Path(video)
     info = probe(video)
-    device = resolve_device(cfg.device)
-    model = load_pose_model(cfg.model, device)
+    device = str(resolve_device(cfg.device, "poses.device"))
+    model = load_pose_model(cfg.model, device, "poses.device")
     weights = Path(model.ckpt_path)
     runner = PoseRunner(model, cfg, device)
 

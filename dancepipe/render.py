@@ -41,6 +41,7 @@ import torch
 from pydantic import Field, field_validator
 
 from dancepipe.config import StageConfig
+from dancepipe.devices import DEVICE_HELP, check_device, resolve_device
 from dancepipe.encode import BackgroundWriter, mp4_writer
 from dancepipe.errors import DancepipeError
 from dancepipe.gaps import EMPTY_RULES, EmptyRule, FramePlan, plan_frames
@@ -52,31 +53,10 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int], None]
 Box = tuple[int, int, int]
 
-_DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps"
-
-
-def check_device(value: str) -> str:
-    """Validate a device param value (auto, cpu, cuda, cuda:N, mps)."""
-    v = value.strip().lower()
-    if v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit()):
-        return v
-    raise ValueError(f"must be one of {_DEVICE_HELP}")
-
-
-def resolve_device(value: str) -> torch.device:
-    """Turn a device param into a torch device; ``auto`` picks CUDA when available."""
-    v = check_device(value)
-    if v == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if v.startswith("cuda") and not torch.cuda.is_available():
-        raise DancepipeError(f"device '{value}' was requested but CUDA is not available on this machine")
-    return torch.device(v)
-
-
 class RenderConfig(StageConfig):
     """``render`` section."""
 
-    device: str = Field("auto", description=f"where the networks run: {_DEVICE_HELP}")
+    device: str = Field("auto", description=f"where the networks run: {DEVICE_HELP}")
     crf: int = Field(18, ge=0, le=51, description="H.264 constant rate factor (lower = better, bigger)")
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"] = Field(
         "medium", description="x264 speed/size trade-off"
@@ -537,7 +517,7 @@ def run_render(
     """The render stage's entry point: load the checkpoints and render (see :func:`render_transfer`)."""
     from dancepipe.checkpoint import load_generator
 
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "render.device")
     if not Path(generator_path).is_file():
         raise DancepipeError(f"{generator_path}: generator checkpoint does not exist (run the train stage first)")
     generator, _meta = load_generator(generator_path, device)

@@ -34,13 +34,14 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from dancepipe import checkpoint as ckpt
 from dancepipe import distributed as du
 from dancepipe.config import StageConfig
 from dancepipe.dataset import PairBatches, TrainingData, load_training_data, make_loader, to_model_range
+from dancepipe.devices import check_device, resolve_device
 from dancepipe.errors import DancepipeError
 from dancepipe.features import build_feature_net
 from dancepipe.losses import PerceptualLoss, build_gan_loss, feature_matching
@@ -85,13 +86,18 @@ class TrainConfig(StageConfig):
     feature_net: Literal["vgg19", "pose_backbone", "none"] = "pose_backbone"
     checkpoint_every: int = Field(100, ge=1)
     sample_every: int = Field(100, ge=1)
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     devices: int = Field(1, ge=1, le=64)
     amp: Literal["auto", "bf16", "off"] = "auto"
     channels_last: bool | Auto = "auto"
     compile: bool = False
     workers: int | Auto = Field("auto")
     pin_memory: bool | Auto = "auto"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        return check_device(v)
 
     def generator_arch(self) -> GeneratorArch:
         return GeneratorArch(ngf=self.ngf, n_downsample=self.n_downsample, n_blocks=self.n_blocks,
@@ -127,18 +133,9 @@ class Switches:
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when visible, else ``cpu``; ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DancepipeError(f"train.device = {device!r} but no CUDA device is visible; use 'auto' or 'cpu'")
-    return device
-
-
 def check_devices(cfg: TrainConfig) -> None:
     """Refuse ``train.devices`` larger than the GPUs present (CPU runs may use several gloo processes)."""
-    if resolve_device(cfg.device).startswith("cuda") and cfg.devices > torch.cuda.device_count():
+    if resolve_device(cfg.device, "train.device").type == "cuda" and cfg.devices > torch.cuda.device_count():
         raise DancepipeError(
             f"train.devices = {cfg.devices} but only {torch.cuda.device_count()} CUDA device(s) are visible"
         )
@@ -380,7 +377,7 @@ def run_training(
     initialised when ``ctx.world_size > 1``.
     """
     out, checkpoints, logdir = Path(out), Path(checkpoints), Path(logdir)
-    device = du.device_for(ctx, resolve_device(cfg.device))
+    device = du.device_for(ctx, resolve_device(cfg.device, "train.device"))
     switches = resolve_switches(cfg, device)
     configure_backends(device)
     data = load_training_data(frames_dir, labels_dir, cfg.holdout_fraction)

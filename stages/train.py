@@ -11,8 +11,9 @@ import click
 from dancepipe import distributed as du
 from dancepipe.cli import PARAMS_OPTION, progress, stage_command
 from dancepipe.config import load_config
+from dancepipe.devices import resolve_device
 from dancepipe.errors import DancepipeError
-from dancepipe.train import check_devices, resolve_device, run_training
+from dancepipe.train import check_devices, run_training
 
 DIR = click.Path(file_okay=False)
 
@@ -37,7 +38,7 @@ def main(frames: str, labels: str, out: str, checkpoints: str, logdir: str, para
             raise DancepipeError(f"train.devices = {cfg.devices}: the torchrun job failed with exit status {rc}")
         return
     ctx = du.context_from_env()
-    du.init(ctx, du.device_for(ctx, resolve_device(cfg.device)))
+    du.init(ctx, du.device_for(ctx, resolve_device(cfg.device, "train.device")))
     try:
         bar = progress(cfg.steps, "train", unit="step") if ctx.is_main else nullcontext(None)
         with bar as advance:

@@ -21,7 +21,7 @@ from dancepipe.assets import sha256_file
 from dancepipe.config import build_config
 from dancepipe.errors import DancepipeError
 from dancepipe.keypoints import KP, SCHEMA, columns_to_keypoints, read_table, write_table
-from dancepipe.posemodel import load_pose_model, model_sha256, resolve_device, resolve_weights
+from dancepipe.posemodel import load_pose_model, model_sha256, resolve_weights
 from dancepipe.poses import (
     Letterbox,
     PoseRunner,
@@ -117,9 +117,6 @@ def test_load_pose_model_rejects_non_model_file(tmp_path):
         load_pose_model(str(junk), "cpu")
 
 
-def test_resolve_device():
-    assert resolve_device("cpu") == "cpu"
-    assert resolve_device("auto") in ("cpu", "cuda")
 
 
 # --- masking, letterbox, table -----------------------------------------------------------------------
