@@ -42,7 +42,7 @@ class PosesConfig(StageConfig):
     """``poses`` section: pose model, inference and subject-tracking settings."""
 
     model: str = Field("yolov8n-pose.pt", min_length=1)
-    imgsz: int = Field(640, ge=32, le=4096)
+    imgsz: int = Field(512, ge=32, le=4096)
     batch: int = Field(8, ge=1, le=256)
     det_conf: float = Field(0.25, ge=0.0, le=1.0)
     kp_conf: float = Field(0.5, ge=0.0, le=1.0)
