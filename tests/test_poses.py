@@ -179,7 +179,8 @@ def test_runner_matches_ultralytics_predict(small_clip: Path, pose_weights: Path
     frames = [f.image for f in iter_frames(small_clip)][:4]
     cfg = cpu_cfg.model_copy(update={"precision": "fp32"})
     ours = PoseRunner(load_pose_model(str(pose_weights), "cpu"), cfg, "cpu")(frames)
-    ref = load_pose_model(str(pose_weights), "cpu").predict([f[..., ::-1] for f in frames], verbose=False)
+    ref = load_pose_model(str(pose_weights), "cpu").predict([f[..., ::-1] for f in frames], imgsz=cfg.imgsz,
+                                                            verbose=False)
     assert any(len(d) for d in ours)
     for o, r in zip(ours, ref, strict=True):
         assert len(o) == len(r.boxes)
