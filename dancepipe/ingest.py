@@ -23,8 +23,7 @@ from dancepipe.errors import DancepipeError
 from dancepipe.video import (
     INGEST_META,
     DecodeReport,
-    announced_frames,
-    container_extension,
+    container_facts,
     iter_frames,
     probe,
 )
@@ -70,7 +69,7 @@ def ingest_video(spec: str, out_dir: str | Path, *, root: str | Path = ".") -> d
     """Copy the video named by ``spec`` into the directory ``out_dir`` and describe it.
 
     ``out_dir`` receives the file byte for byte as ``video.<ext>``, ``<ext>`` naming
-    its real container (:func:`dancepipe.video.container_extension`), and
+    its real container (:func:`dancepipe.video.container_facts`), and
     ``meta.json``; later stages open the directory through
     :func:`dancepipe.video.resolve_video`. Raises :class:`DancepipeError` for a
     missing, empty, non-video or undecodable file. A file that ends early is accepted
@@ -90,7 +89,8 @@ def ingest_video(spec: str, out_dir: str | Path, *, root: str | Path = ".") -> d
             "(truncated or damaged file)",
             src, report.decoded, report.errors, report.missing,
         )
-    name = f"video.{container_extension(src)}"
+    ext, announced = container_facts(src)
+    name = f"video.{ext}"
     meta = info.to_dict()
     meta.update(
         file=name,
@@ -98,7 +98,7 @@ def ingest_video(spec: str, out_dir: str | Path, *, root: str | Path = ".") -> d
         origin=spec,
         origin_sha256=sha256_file(src),
         frame_count=report.decoded,
-        announced_frames=announced_frames(src),
+        announced_frames=announced,
         decode_errors=report.errors,
         missing_frames=report.missing,
         timestamps=timestamps,

@@ -86,39 +86,32 @@ def resolve_video(path: str | Path) -> Path:
     return p / name
 
 
-def container_extension(path: str | Path) -> str:
-    """File extension (without dot) that names ``path``'s real container format.
+def container_facts(path: str | Path) -> tuple[str, int | None]:
+    """What the container says of itself: the extension naming its format, and its announced frame count.
 
-    The file's own suffix when the container accepts it (``.mov`` stays ``.mov``),
-    otherwise the format's usual one, so an AVI is never stored as ``.mp4``.
+    The extension (without dot) is the file's own suffix when the container accepts it
+    (``.mov`` stays ``.mov``), otherwise the format's usual one, so an AVI is never
+    stored as ``.mp4``. The count is the header's (None when it announces none).
     """
     container = _open(path)
     try:
         fmt = container.format
         names = fmt.name.split(",")
         exts = {e.lower() for e in (fmt.extensions or ())}
-    finally:
-        container.close()
-    own = Path(path).suffix.lower().lstrip(".")
-    if own and own in exts:
-        return own
-    preferred = {"mov": "mp4", "matroska": "mkv", "mpegts": "ts", "mpeg": "mpg"}
-    for n in names:
-        if n in preferred:
-            return preferred[n]
-        if n in exts:
-            return n
-    return sorted(exts)[0] if exts else names[0]
-
-
-def announced_frames(path: str | Path) -> int | None:
-    """The frame count the container's header announces (None when it announces none)."""
-    container = _open(path)
-    try:
         n = container.streams.video[0].frames
     finally:
         container.close()
-    return int(n) if n and n > 0 else None
+    announced = int(n) if n and n > 0 else None
+    own = Path(path).suffix.lower().lstrip(".")
+    if own and own in exts:
+        return own, announced
+    preferred = {"mov": "mp4", "matroska": "mkv", "mpegts": "ts", "mpeg": "mpg"}
+    for name in names:
+        if name in preferred:
+            return preferred[name], announced
+        if name in exts:
+            return name, announced
+    return (sorted(exts)[0] if exts else names[0]), announced
 
 
 def _open(path: str | Path) -> av.container.InputContainer:
