@@ -599,9 +599,10 @@ def train_face(
     live = _open_live(logdir)
     try:
         def log_step(step: int, losses: dict[str, float]) -> None:
+            live.step = step  # fit_face counts steps from 1, as the checkpoint's "step" does
             for k, v in losses.items():
                 live.log_metric(k, v)
-            live.next_step()
+            live.make_summary()
 
         result = fit_face(crops, cfg, net, device, progress=progress, log_step=log_step)
         live.summary["enabled"] = 1

@@ -296,9 +296,11 @@ def test_stage_trains_writes_face_model_and_logs(subject, tmp_path):
     refiner = load_face_model(out)
     assert isinstance(refiner, FaceRefiner)
     metrics = yaml.safe_load((logdir / "metrics.json").read_text())
-    assert metrics["step"] == 19 and metrics["faces"] == 11 and metrics["frames_without_face"] == 1
-    losses = pd.read_csv(logdir / "plots" / "metrics" / "loss_g.tsv", sep="\t")
-    assert len(losses) == 20
+    # steps are logged as fit_face numbers them, 1..steps, so the last logged step is the checkpoint's
+    assert metrics["step"] == 20 and metrics["faces"] == 11 and metrics["frames_without_face"] == 1
+    for name in ("loss_d", "loss_g", "loss_g_adv", "loss_g_l1"):
+        losses = pd.read_csv(logdir / "plots" / "metrics" / f"{name}.tsv", sep="\t")
+        assert losses["step"].tolist() == list(range(1, 21)), name
     grid = cv2.imread(str(logdir / "plots" / "images" / "face_samples.png"))
     assert grid is not None and grid.shape[1] == 4 * 4 * 16
 
