@@ -110,3 +110,23 @@ def test_gradients_reach_every_parameter(local_enhancer: bool) -> None:
     for name, p in [*g.named_parameters(), *d.named_parameters()]:
         assert p.grad is not None, name
         assert p.grad.abs().sum() > 0, name
+
+
+def test_loss_on_frame_t1_alone_flows_back_through_frame_t() -> None:
+    """Frame t is not detached inside PairGenerator: a loss on frame t+1 alone reaches frame t,
+    and its parameter gradient differs from the one with frame t detached (built here by hand)."""
+    torch.manual_seed(0)
+    g = build_generator(GeneratorArch(ngf=8, n_downsample=2, n_blocks=1))
+    init_weights(g)
+    lt, lt1, rt1 = (_images(2, 32, 48, seed=s) for s in range(3))
+    ft, ft1 = PairGenerator(g)(lt, lt1)
+    ft.retain_grad()
+    (ft1 - rt1).abs().mean().backward()
+    assert ft.grad is not None and ft.grad.abs().sum() > 0
+    attached = [p.grad.clone() for p in g.parameters()]
+
+    g.zero_grad(set_to_none=True)
+    detached_t = g(lt, torch.zeros_like(lt)).detach()
+    (g(lt1, detached_t) - rt1).abs().mean().backward()
+    detached = [p.grad for p in g.parameters()]
+    assert any(not torch.allclose(a, b) for a, b in zip(attached, detached, strict=True))
