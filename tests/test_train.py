@@ -31,6 +31,7 @@ from dancepipe.train import (
     resolve_switches,
     run_training,
 )
+from tests.cpuinfo import cpu_has_native_bf16
 from tests.fixtures.train import TINY_TRAIN, write_clip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,16 +56,34 @@ def _cfg(**kw) -> TrainConfig:
 
 # --- pure pieces -------------------------------------------------------------------------------
 
+@pytest.mark.parametrize(("steps", "decay_start", "expected"), [
+    # worked by hand: constant for the first floor(decay_start * steps) updates, then a straight
+    # line that would reach 0 one update after the last (lr * remaining / decay length)
+    (10, 0.5, [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2]),
+    (8, 0.25, [1.0, 1.0, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6]),
+    (5, 0.0, [1.0, 0.8, 0.6, 0.4, 0.2]),
+    (4, 1.0, [1.0, 1.0, 1.0, 1.0]),  # decay_start 1: no decay at all
+])
+def test_lr_schedule_hand_computed_values(steps: int, decay_start: float, expected: list[float]) -> None:
+    cfg = _cfg(steps=steps, decay_start=decay_start, lr=2e-3)
+    np.testing.assert_allclose([lr_at(s, cfg) for s in range(steps)], [2e-3 * e for e in expected],
+                               rtol=1e-12)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 500), st.floats(0, 1))
 def test_lr_is_constant_then_decays_linearly_to_zero(steps: int, decay_start: float) -> None:
     cfg = _cfg(steps=steps, decay_start=decay_start, lr=1e-3)
-    lrs = [lr_at(s, cfg) for s in range(steps)]
+    lrs = np.array([lr_at(s, cfg) for s in range(steps + 1)])
     start = int(np.floor(decay_start * steps))
-    assert all(lr == cfg.lr for lr in lrs[:max(start, 1)])
-    assert all(b <= a for a, b in zip(lrs, lrs[1:], strict=False))
-    assert lrs[-1] > 0
-    assert lr_at(steps, cfg) == (0.0 if start < steps else cfg.lr)
+    assert (lrs[:max(start, 1)] == cfg.lr).all()
+    assert (lrs[:steps] > 0).all()
+    if start == steps:  # nothing to decay
+        assert (lrs == cfg.lr).all()
+        return
+    # from `start` on, every value lies on the line from (start, lr) down to (steps, 0)
+    s = np.arange(start, steps + 1)
+    np.testing.assert_allclose(lrs[start:], cfg.lr * (1 - (s - start) / (steps - start)), rtol=1e-9, atol=1e-15)
 
 
 @settings(max_examples=60, deadline=None)
@@ -108,11 +127,9 @@ def test_config_errors_name_the_key_and_the_choices(tmp_path) -> None:
 
 
 def test_auto_switches_on_cpu() -> None:
-    from dancepipe.precision import native_bf16
-
     sw = resolve_switches(TrainConfig(), torch.device("cpu"))
     assert (sw.channels_last, sw.compile, sw.workers, sw.pin_memory) == (False, False, 0, False)
-    assert sw.amp == native_bf16("cpu")  # bf16 only where the CPU has AMX
+    assert sw.amp == cpu_has_native_bf16()  # bf16 only where the CPU has AMX or AVX512-BF16
     assert not resolve_switches(TrainConfig(amp="off"), torch.device("cpu")).amp
     sw = resolve_switches(TrainConfig(amp="bf16", channels_last=True, workers=1), torch.device("cpu"))
     assert sw.amp and sw.channels_last and sw.workers == 1
