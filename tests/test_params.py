@@ -178,6 +178,25 @@ def test_shipped_params_validate_completely() -> None:
                 assert got == node, f"{name}.{'.'.join(path)}: {got!r} != {node!r}"
 
 
+@pytest.mark.parametrize("section", sorted(SECTIONS))
+def test_config_defaults_equal_the_shipped_params(section: str) -> None:
+    """Each stage config's defaults (what a params.yaml without the key gets, and what the library's
+    callers get) are the shipped params.yaml's values: the two cannot drift apart silently."""
+    defaults = config_class(section)().model_dump()
+    compared = 0
+    for path, _info in leaves(config_class(section)):
+        want: Any = SHIPPED[section]
+        got: Any = defaults
+        for p in path:
+            want = want.get(p) if isinstance(want, dict) else None
+            got = got[p]
+        if want is None:  # not written in params.yaml: the default applies, nothing to drift from
+            continue
+        compared += 1
+        assert got == want, f"{section}.{'.'.join(path)}: default {got!r} != params.yaml {want!r}"
+    assert compared >= 2
+
+
 def test_unknown_section_and_missing_section(tmp_path: Path) -> None:
     params = copy.deepcopy(SHIPPED)
     params["trian"] = params.pop("train")

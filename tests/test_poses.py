@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import time
 import warnings
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from dancepipe.poses import (
 from dancepipe.tracking import Detections
 from dancepipe.video import iter_frames
 from tests.conftest import write_video
+from tests.cpuinfo import cpu_has_native_bf16
 
 LOWER = [KP[n] for n in ("left_ankle", "right_ankle")]
 HIPS = [KP[n] for n in ("left_hip", "right_hip")]
@@ -56,9 +56,9 @@ def cpu_cfg(pose_weights: Path) -> PosesConfig:
 
 
 def test_config_defaults_match_params_yaml(repo_root: Path):
+    """PosesConfig() (what a params.yaml without these keys gets) is what the shipped params.yaml says."""
     params = yaml.safe_load((repo_root / "params.yaml").read_text())["poses"]
-    cfg = build_config(PosesConfig, params, section="poses")
-    assert cfg.model_dump() == {**PosesConfig().model_dump(), **params}
+    assert PosesConfig().model_dump() == params
 
 
 @pytest.mark.parametrize(
@@ -85,13 +85,14 @@ def test_resolve_weights_local_path(pose_weights: Path, caplog):
     assert model_sha256(pose_weights) == "869e83fcdffdc7371fa4e34cd8e51c838cc729571d1635e5141e3075e9319dc0"
 
 
-def test_resolve_weights_offline_falls_back_fast_to_pinned_copy(pose_weights: Path, monkeypatch, tmp_path, caplog):
+def test_resolve_weights_offline_falls_back_to_pinned_copy_without_a_download(pose_weights: Path, monkeypatch,
+                                                                              tmp_path, caplog):
+    """(How fast the fallback is: benchmarks/bench_poses.py, "offline fallback".)"""
     monkeypatch.setenv("YOLO_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)  # no yolov8n-pose.pt lying around in the working directory
-    start = time.perf_counter()
     with caplog.at_level(logging.INFO, logger="dancepipe.posemodel"):
         got = resolve_weights("yolov8n-pose.pt")
-    assert time.perf_counter() - start < 10
+    assert "YOLO_OFFLINE is set, so no download is attempted" in caplog.text
     assert got.name == "yolo11n-pose.pt" and sha256_file(got) == sha256_file(pose_weights)
     assert "yolov8n-pose.pt unavailable offline; using the pinned yolo11n-pose.pt" in caplog.text
     assert not list(tmp_path.iterdir())  # nothing downloaded into the working directory
@@ -209,7 +210,9 @@ def test_resolve_precision():
     assert resolve_precision("bf16", "cpu") == "bf16"
     from dancepipe.precision import native_bf16
 
-    assert resolve_precision("auto", "cpu") == ("bf16" if native_bf16("cpu") else "fp32")
+    # the oracle is the kernel's CPU flags, not dancepipe's own bf16 probe
+    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert native_bf16("cpu") == cpu_has_native_bf16()
     assert not native_bf16("meta")
     with pytest.raises(DancepipeError, match="poses.precision: bf16 is supported on cpu and cuda"):
         resolve_precision("bf16", "mps")
