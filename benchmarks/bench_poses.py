@@ -5,6 +5,9 @@
    image size and confidence threshold (goal: ratio >= 1.3).
 2. Memory: peak RSS of ``extract_poses`` on a clip 10x longer than the demo (the demo
    looped, written with PyAV) vs on the demo itself (goal: ratio <= 1.2).
+3. Offline fallback: seconds :func:`dancepipe.posemodel.resolve_weights` takes to fall
+   back from ``yolov8n-pose.pt`` to the pinned copy with ``YOLO_OFFLINE=1`` in an empty
+   working directory (goal: < 10 s; it must not wait on the network).
 
 Every measurement runs in a fresh subprocess with the same torch thread count, so
 neither side inherits warm caches or the other's memory. Both sides are timed from
@@ -12,6 +15,7 @@ model loading to the last frame; CPU time per frame is printed too, since wall-c
 rates swing with whatever else the machine is running.
 
     python -m benchmarks.bench_poses [--clip target|source] [--threads N] [--repeat K] [--skip-rss]
+                                     [--skip-fallback]
 """
 
 from __future__ import annotations
@@ -69,6 +73,26 @@ def run_child(mode: str, video: Path, weights: Path, out: Path, args: argparse.N
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+FALLBACK_CHILD = r"""
+import json, time
+from dancepipe.posemodel import resolve_weights
+start = time.perf_counter()
+got = resolve_weights("yolov8n-pose.pt")
+print(json.dumps({"seconds": time.perf_counter() - start, "file": got.name}))
+"""
+
+
+def offline_fallback_seconds() -> dict:
+    """Time resolve_weights' offline fallback in a fresh interpreter run in an empty directory."""
+    with tempfile.TemporaryDirectory(prefix="bench-fallback-") as cwd:
+        env = dict(os.environ, YOLO_OFFLINE="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        proc = subprocess.run([sys.executable, "-c", FALLBACK_CHILD], capture_output=True, text=True, env=env,
+                              cwd=cwd)
+    if proc.returncode != 0:
+        raise SystemExit(f"offline fallback run failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def loop_clip(src: Path, dst: Path, times: int) -> int:
     """Write ``src`` played ``times`` times in a row to ``dst`` (H.264, same size and rate); return frames."""
     import av
@@ -102,8 +126,14 @@ def main() -> None:
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="poses.precision for the dancepipe side (the anchor always runs fp32)")
     parser.add_argument("--loops", type=int, default=10, help="length factor of the long clip for the RSS test")
-    parser.add_argument("--skip-rss", action="store_true", help="only measure speed")
+    parser.add_argument("--skip-rss", action="store_true", help="skip the memory test")
+    parser.add_argument("--skip-fallback", action="store_true", help="skip timing the offline weights fallback")
     args = parser.parse_args()
+
+    if not args.skip_fallback:
+        r = offline_fallback_seconds()
+        print(f"offline fallback: resolve_weights('yolov8n-pose.pt') -> {r['file']} in {r['seconds']:.2f} s "
+              f"with YOLO_OFFLINE=1 (goal < 10 s)")
 
     from dancepipe.assets import fetch_asset
 
