@@ -268,7 +268,16 @@ def test_stage_cli_renders_and_reports(inputs, tmp_path):
     assert res.exit_code == 0, res.output
     assert f"{N} frames" in res.output and "face refinement off" in res.output
     assert "every label shows a person" in res.output
-    assert probe(tmp_path / "o.mp4").frame_count == N and (tmp_path / "s.mp4").exists()
+    assert probe(tmp_path / "o.mp4").frame_count == N
+    # the side-by-side video: source subject | the label | the frame of the transfer video
+    transfer = [f.image for f in iter_frames(tmp_path / "o.mp4")]
+    sbs = [f.image for f in iter_frames(tmp_path / "s.mp4")]
+    assert len(sbs) == N and sbs[0].shape == (H, 3 * W, 3)
+    for i, frame in enumerate(sbs):
+        label = load_rgb(inputs["labels"] / f"{i:06d}.png")
+        assert np.abs(frame[:, W:2 * W].astype(int) - label.astype(int)).mean() < 12, i
+        assert np.abs(frame[:, 2 * W:].astype(int) - transfer[i].astype(int)).mean() < 6, i
+        assert_source_panel_shows_the_subject(inputs, frame[:, :W], i)
 
 
 def test_stage_cli_reports_the_person_less_labels_in_its_summary(inputs, tmp_path):
