@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from dancepipe.errors import DancepipeError
-from dancepipe.facebox import compute_face_boxes
 from dancepipe.keypoints import KEYPOINT_COLUMNS, columns_to_keypoints, read_table
 from dancepipe.labels import LabelsConfig, run_labels, write_label_images
 from dancepipe.normalize import NormfitConfig, run_normfit
@@ -59,10 +58,15 @@ def test_train_labels_match_frames_and_transform(synth, tmp_path):
     tr = CropTransform.load(synth["frames"] / "transform.json")
     expect = tr.apply_points(columns_to_keypoints(poses)[..., :2])
     np.testing.assert_allclose(columns_to_keypoints(index)[..., :2], expect, rtol=1e-5, equal_nan=True)
-    # face boxes are those of the shared facebox module on the label-space keypoints
-    faces = compute_face_boxes(columns_to_keypoints(index), 64, 96, fraction=CFG.draw.face_box_fraction)
-    np.testing.assert_array_equal(index[["face_x0", "face_y0", "face_size", "face_ok"]].to_numpy(), faces.to_numpy())
-    assert index["face_ok"].sum() == 39
+    # face boxes, by hand: a square of 0.1667 * 96 = 16 px (a multiple of 8) centred on the nose in label
+    # pixels (the transform of the pose table's nose, computed above), shifted inside the 64 x 96 label
+    assert index["face_ok"].sum() == 39 and (index["face_size"] == 16).all()
+    ok = index["face_ok"].to_numpy()
+    assert np.isnan(expect[~ok, 0, 0]).all()  # no face box exactly where there is no person
+    nose = expect[ok, 0]
+    corner = index.loc[ok, ["face_x0", "face_y0"]].to_numpy(float)
+    centred = np.clip(nose - 8, 0, [64 - 16, 96 - 16])
+    assert np.abs(corner - centred).max() <= 0.5
     # the frame without a person is recorded, black, not dropped
     row = index.iloc[7]
     assert not row["person_found"] and not row["face_ok"]
@@ -95,7 +99,19 @@ def test_transfer_labels_fill_short_gaps_and_keep_long_ones_empty(synth, tmp_pat
     tgt_kps = columns_to_keypoints(read_table(synth["target"])[0])
     tgt = tr.apply_points(tgt_kps[..., :2])[:, 15:17, 1].mean(axis=1)
     assert np.nanmin(tgt) - 1 < ank.min() < np.nanmin(tgt) + 3 and np.nanmax(tgt) - 3 < ank.max() < np.nanmax(tgt) + 1
-    assert (out / "contact_sheet.png").exists()
+    # contact sheet: rows of target frame | label | overlay for 4 evenly spaced labels with a person
+    sheet = cv2.imread(str(out / "contact_sheet.png"))
+    assert sheet is not None and sheet.shape == (4 * 96, 3 * 64, 3)
+    with_person = np.flatnonzero(found)
+    for k, i in enumerate(with_person[[0, 13, 26, 39]]):  # 40 labels with a person: 0, 13, 26 and 39 of them
+        tile = sheet[96 * k:96 * (k + 1)]
+        label = cv2.imread(str(out / f"{i:06d}.png"))
+        np.testing.assert_array_equal(tile[:, 64:128], label)
+        image, overlay = tile[24:, :64].astype(int), tile[24:, 128:].astype(int)  # below the caption
+        ink = label[24:].any(axis=2)
+        assert ink.sum() > 50
+        np.testing.assert_array_equal(overlay[~ink], image[~ink])
+        assert (np.abs(overlay[ink] - image[ink]).max(axis=1) > 0).mean() > 0.9
 
 
 def test_parallel_and_serial_writing_give_identical_files(synth, tmp_path):
@@ -166,6 +182,21 @@ def test_labels_stage_both_kinds(synth, tmp_path, repo_root):
                   "--norm", str(synth["norm"]), "--out", str(tmp_path / "transfer"), params=params)
     assert res.exit_code == 0, res.output
     assert len(_label_files(tmp_path / "transfer")) == 50
+    # the PNGs show the skeletons: each body joint's dot in its colour where the keypoint is
+    from tests.label_checks import assert_joints_drawn
+
+    poses, _ = read_table(synth["target"])
+    train_kps = CropTransform.load(synth["frames"] / "transform.json").apply_points(
+        columns_to_keypoints(poses)[..., :2])
+    for i in (0, 15, 39):  # train labels: at the target's keypoints mapped by the crop transform
+        label = cv2.cvtColor(cv2.imread(str(tmp_path / "train" / f"{i:06d}.png")), cv2.COLOR_BGR2RGB)
+        assert_joints_drawn(label, train_kps[i], min_joints=12)
+    assert not cv2.imread(str(tmp_path / "train" / "000007.png")).any()  # no person in frame 7
+    index, _ = read_table(tmp_path / "transfer" / "index.parquet")
+    transfer_kps = columns_to_keypoints(index)
+    for i in (0, 11, 25, 49):  # transfer labels: at the keypoints their index records
+        label = cv2.cvtColor(cv2.imread(str(tmp_path / "transfer" / f"{i:06d}.png")), cv2.COLOR_BGR2RGB)
+        assert_joints_drawn(label, transfer_kps[i], min_joints=12)
 
 
 def test_labels_stage_bad_inputs(synth, tmp_path, repo_root):

@@ -187,6 +187,20 @@ def test_normfit_stage_writes_stats_and_plot(tmp_path, tables, repo_root):
     assert stats["target"]["usable"] == 60 and not stats["source"]["degenerate"]
     assert load_mapping(out).scale_far == pytest.approx(stats["mapping"]["scale_far"])
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the plot: 15 x 4.5 inches at 80 dpi; three panels, the first two with both subjects' colours
+    # (matplotlib's tab:blue target, tab:orange source), the mapping panel with its red scale curve
+    import cv2
+
+    img = cv2.cvtColor(cv2.imread(str(plot)), cv2.COLOR_BGR2RGB).astype(int)
+    assert img.shape == (360, 1200, 3)
+    assert (img.min(axis=2) < 200).mean() > 0.02  # not a blank page
+
+    def pixels(panel: int, rgb: tuple[int, int, int]) -> int:
+        return int((np.abs(img[:, 400 * panel:400 * (panel + 1)] - rgb).max(axis=2) <= 30).sum())
+
+    for panel in (0, 1):
+        assert pixels(panel, (31, 119, 180)) > 100 and pixels(panel, (255, 127, 14)) > 100, panel
+    assert pixels(2, (214, 39, 40)) > 100 and pixels(2, (0, 0, 0)) > 100
     assert sorted(p.name for p in out.parent.iterdir()) == ["normfit.png", "stats.json"]
 
 
