@@ -3,8 +3,9 @@
 ``train``: the target's own keypoints, mapped through the target's crop/resize
 transform, so every label lies exactly on its frame. ``transfer``: the source's
 keypoints, cleaned up in time (:mod:`dancepipe.smoothing`), moved into the target's
-space with the normfit mapping (:mod:`dancepipe.normalize`), then through the same
-target transform. Either way the output directory holds one PNG per pose-table row
+space with the normfit mapping (:mod:`dancepipe.normalize`), optionally given the
+target's bone lengths (:mod:`dancepipe.retarget`), then through the same target
+transform. Either way the output directory holds one PNG per pose-table row
 (black where no person is drawn, never skipped), an ``index.parquet`` with the
 keypoints in label pixels and the face boxes the face GAN uses, and a contact sheet
 (image | label | overlay) for a quick look at the alignment.
@@ -35,7 +36,8 @@ from dancepipe.keypoints import (
     read_table,
     write_table,
 )
-from dancepipe.normalize import ankle_positions, apply_mapping, load_mapping
+from dancepipe.normalize import ankle_positions, apply_mapping, load_mapping, load_target_bones
+from dancepipe.retarget import bone_ratios, check_target_bones, retarget
 from dancepipe.skeleton import DrawStyle, draw_skeleton, visible_mask
 from dancepipe.smoothing import SMOOTHERS, interpolate_gaps, smooth
 from dancepipe.transform import CropTransform
@@ -74,6 +76,10 @@ class TransferLabelsConfig(StageConfig):
     smoothing: Literal["savgol", "median", "none"] = "savgol"
     window: int = Field(5, ge=1, le=301)
     polyorder: int = Field(2, ge=0, le=10)
+    retarget: Literal["none", "bones"] = Field(
+        "none", description="bones: after normalisation, give each source bone the target's median length "
+                            "(see dancepipe.retarget); none: the normalised pose as it is",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TransferLabelsConfig:
@@ -165,17 +171,28 @@ def _fill_in_time(values: np.ndarray) -> np.ndarray | None:
     return np.interp(idx, idx[ok], values[ok])
 
 
-def transfer_keypoints(kps: np.ndarray, mapping: Any, cfg: TransferLabelsConfig) -> np.ndarray:
-    """Source keypoints (N, 17, 3, source pixels) → target original pixels.
+def transfer_keypoints(
+    kps: np.ndarray, mapping: Any, cfg: TransferLabelsConfig, target_bones: dict[str, dict[str, Any]] | None = None,
+) -> tuple[np.ndarray, dict[str, float] | None]:
+    """Source keypoints (N, 17, 3, source pixels) → target original pixels, and the bone ratios used.
 
     Gap interpolation, then smoothing, then the normfit mapping. A frame without
     ankles uses the ankle position interpolated from its neighbours in time, so its
-    scale and place follow the dance instead of jumping to the medians.
+    scale and place follow the dance instead of jumping to the medians. With
+    ``cfg.retarget == "bones"`` the normalised poses then get the target's bone lengths
+    (``target_bones``: normfit's statistics of the target); the ratios are returned
+    (None without retargeting).
     """
     kps = interpolate_gaps(kps, cfg.gap_max)
     kps = smooth(kps, cfg.smoothing, cfg.window, cfg.polyorder)
     ankle_x, ankle_y = ankle_positions(kps)
-    return apply_mapping(kps, mapping, ankle_y=_fill_in_time(ankle_y), ankle_x=_fill_in_time(ankle_x))
+    mapped = apply_mapping(kps, mapping, ankle_y=_fill_in_time(ankle_y), ankle_x=_fill_in_time(ankle_x))
+    if cfg.retarget == "none":
+        return mapped, None
+    if target_bones is None:
+        raise DancepipeError("labels.transfer.retarget = bones needs the target's bone lengths (normfit stats)")
+    ratios = bone_ratios(target_bones, mapped)
+    return retarget(mapped, ratios), ratios
 
 
 # --------------------------------------------------------------------------- drawing
@@ -286,6 +303,7 @@ def run_labels(
     if kind not in ("train", "transfer"):
         raise DancepipeError(f"labels: unknown kind '{kind}'; choose train or transfer")
     transform, frame_index = load_target_frames(frames_dir)
+    ratios: dict[str, float] | None = None
     df, kps = _load_poses(poses)
     if kind == "train":
         sub_cfg: TrainLabelsConfig | TransferLabelsConfig = cfg.train
@@ -299,7 +317,13 @@ def run_labels(
         if norm is None:
             raise DancepipeError("labels@transfer needs the normfit stats (--norm)")
         sub_cfg = cfg.transfer
-        target_px = transfer_keypoints(kps, load_mapping(norm), cfg.transfer)
+        bones = None
+        if cfg.transfer.retarget == "bones":
+            bones, person = load_target_bones(norm)
+            check_target_bones(bones, person, str(norm))
+        target_px, ratios = transfer_keypoints(kps, load_mapping(norm), cfg.transfer, bones)
+        if ratios is not None:
+            log.info("retarget: bone ratios %s", ", ".join(f"{b} {r:.3f}" for b, r in ratios.items()))
     w, h = transform.width, transform.height
     label_kps = target_px.copy()
     label_kps[..., :2] = transform.apply_points(target_px[..., :2])
@@ -323,8 +347,11 @@ def run_labels(
         write_table(index, tmp / "index.parquet", {
             "kind": kind, "width": w, "height": h, "poses": str(poses), "frames": str(frames_dir),
             "norm": None if norm is None else str(norm), "draw": cfg.draw.model_dump(),
-            kind: sub_cfg.model_dump(),
+            kind: sub_cfg.model_dump(), **({"bone_ratios": ratios} if kind == "transfer" else {}),
         }, schema=INDEX_SCHEMA)
         _write_contact_sheet(tmp, kind, sub_cfg.contact_sheet_frames, found, frames, files, Path(frames_dir),
                              frame_index, w, h)
-    return {"kind": kind, "frames": len(df), "drawn": int(found.sum()), "width": w, "height": h}
+    summary: dict[str, Any] = {"kind": kind, "frames": len(df), "drawn": int(found.sum()), "width": w, "height": h}
+    if kind == "transfer":
+        summary["bone_ratios"] = ratios
+    return summary

@@ -40,6 +40,7 @@ from dancepipe.atomic import atomic_path, atomic_write_text
 from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
 from dancepipe.keypoints import KP, columns_to_keypoints, read_table
+from dancepipe.retarget import bone_stats, person_frames
 
 FORMAT = "dancepipe.norm/1"
 FACE_POINTS: tuple[int, ...] = tuple(KP[n] for n in ("nose", "left_eye", "right_eye", "left_ear", "right_ear"))
@@ -313,8 +314,8 @@ def apply_mapping(
 # --------------------------------------------------------------------------- stage entry point
 
 
-def load_mapping(path: str | Path) -> NormMapping:
-    """Read the mapping from a normfit ``stats.json``, with a one-sentence error."""
+def read_stats(path: str | Path) -> dict[str, Any]:
+    """A normfit ``stats.json`` as a dict (format checked), with a one-sentence error."""
     p = Path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
@@ -326,10 +327,26 @@ def load_mapping(path: str | Path) -> NormMapping:
         raise DancepipeError(f"{p}: normalisation stats cannot be read ({e.strerror})") from e
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise DancepipeError(f"{p}: not a normfit stats file (expected format '{FORMAT}')")
+    return data
+
+
+def load_mapping(path: str | Path) -> NormMapping:
+    """Read the mapping from a normfit ``stats.json``, with a one-sentence error."""
+    data = read_stats(path)
     try:
         return NormMapping.from_dict(data["mapping"])
     except (KeyError, TypeError) as e:
-        raise DancepipeError(f"{p}: normalisation stats lack the mapping field {e}") from e
+        raise DancepipeError(f"{path}: normalisation stats lack the mapping field {e}") from e
+
+
+def load_target_bones(path: str | Path) -> tuple[dict[str, dict[str, Any]], int]:
+    """The target's bone statistics from ``stats.json`` and its number of frames with a person."""
+    data = read_stats(path)
+    try:
+        bones = data["bones"]
+        return bones["target"], int(bones["target_person_frames"])
+    except (KeyError, TypeError) as e:
+        raise DancepipeError(f"{path}: normalisation stats lack the bone lengths {e}; rerun normfit") from e
 
 
 def _load_keypoints(path: str | Path) -> np.ndarray:
@@ -404,6 +421,11 @@ def run_normfit(
         "target": stats["target"].to_dict(),
         "source": stats["source"].to_dict(),
         "mapping": mapping.to_dict(),
+        # bone lengths in each subject's own pixels (labels.transfer.retarget reads the target's)
+        "bones": {
+            "target": bone_stats(kps["target"]), "target_person_frames": person_frames(kps["target"]),
+            "source": bone_stats(kps["source"]), "source_person_frames": person_frames(kps["source"]),
+        },
         "notes": [
             f"{k}: ankle {what} range is degenerate; using the median for both ends"
             for k in ("target", "source")

@@ -1,0 +1,164 @@
+"""Limb retargeting: give the normalised source figure the target's bone lengths.
+
+Global normalisation (:mod:`dancepipe.normalize`) only scales and shifts a source frame,
+so a source with longer legs than the target still reaches the generator with long legs:
+stick figures it never saw. Retargeting fixes the proportions bone by bone.
+
+The skeleton is a tree rooted at the mid-hip (the mean of both hips). Two of its joints
+are virtual: the *root* (mid-hip) and the *neck* (mid-shoulder); each exists in a frame
+only where both of its hips (shoulders) are visible. Bones, left and right pooled::
+
+    root ─ hip ─ thigh ─ shin          (hips, knees, ankles)
+    root ─ spine ─ neck ─ shoulder ─ upper_arm ─ forearm
+                   neck ─ head ─ eye ─ ear   (nose, eyes, ears)
+
+Each bone's length is its median 2D length over its own video (the target's in its own
+pixels, the source's after normalisation into the target's pixels); the bone's ratio is
+target median / source median. Per frame the skeleton is walked outward from the root:
+a visible joint whose parent is visible is placed at ``parent' + ratio * (joint - parent)``
+(its direction, and so every joint angle, is kept); a visible joint whose parent is
+missing moves with its nearest placed ancestor. Missing joints stay missing.
+
+The root stays where normalisation put it, so the hip trajectory keeps the source's
+shape. Shorter or longer legs would then lift the feet off the target's floor or push
+them through it, so the whole sequence is finally moved by one vertical offset (the
+median over frames of how far the ankles moved): one constant, so the hip trajectory
+and the angles stay the source's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dancepipe.errors import DancepipeError
+from dancepipe.keypoints import KP
+
+ROOT = 17  # virtual joint: mid-hip
+NECK = 18  # virtual joint: mid-shoulder
+N_EXT = 19
+
+# child -> (parent, bone). Listed parents first, so one pass places every joint.
+TREE: dict[int, tuple[int, str]] = {
+    KP["left_hip"]: (ROOT, "hip"),
+    KP["right_hip"]: (ROOT, "hip"),
+    NECK: (ROOT, "spine"),
+    KP["left_knee"]: (KP["left_hip"], "thigh"),
+    KP["right_knee"]: (KP["right_hip"], "thigh"),
+    KP["left_shoulder"]: (NECK, "shoulder"),
+    KP["right_shoulder"]: (NECK, "shoulder"),
+    KP["nose"]: (NECK, "head"),
+    KP["left_ankle"]: (KP["left_knee"], "shin"),
+    KP["right_ankle"]: (KP["right_knee"], "shin"),
+    KP["left_elbow"]: (KP["left_shoulder"], "upper_arm"),
+    KP["right_elbow"]: (KP["right_shoulder"], "upper_arm"),
+    KP["left_eye"]: (KP["nose"], "eye"),
+    KP["right_eye"]: (KP["nose"], "eye"),
+    KP["left_wrist"]: (KP["left_elbow"], "forearm"),
+    KP["right_wrist"]: (KP["right_elbow"], "forearm"),
+    KP["left_ear"]: (KP["left_eye"], "ear"),
+    KP["right_ear"]: (KP["right_eye"], "ear"),
+}
+BONES: tuple[str, ...] = tuple(dict.fromkeys(bone for _, bone in TREE.values()))
+ANKLES = (KP["left_ankle"], KP["right_ankle"])
+
+
+def _bone_joints(bone: str) -> str:
+    """Human-readable endpoints of a bone, for messages (e.g. 'hip→knee')."""
+    names = {ROOT: "mid-hip", NECK: "mid-shoulder"}
+    child, parent = next((c, p) for c, (p, b) in TREE.items() if b == bone)
+
+    def name(j: int) -> str:
+        return names.get(j) or [k for k, v in KP.items() if v == j][0].removeprefix("left_").removeprefix("right_")
+
+    return f"{name(parent)}→{name(child)}"
+
+
+def extended_xy(kps: np.ndarray) -> np.ndarray:
+    """(N, 17, ≥2) keypoints → (N, 19, 2) xy with the root and neck appended (NaN where missing)."""
+    kps = np.asarray(kps, dtype=np.float64)
+    xy = np.full((len(kps), N_EXT, 2), np.nan)
+    xy[:, :17] = kps[:, :, :2]
+    bad = ~np.all(np.isfinite(xy[:, :17]), axis=-1)
+    xy[:, :17][bad] = np.nan
+    xy[:, ROOT] = (xy[:, KP["left_hip"]] + xy[:, KP["right_hip"]]) / 2
+    xy[:, NECK] = (xy[:, KP["left_shoulder"]] + xy[:, KP["right_shoulder"]]) / 2
+    return xy
+
+
+def bone_samples(kps: np.ndarray) -> dict[str, np.ndarray]:
+    """Per bone, (N, sides) lengths in each frame, NaN where an endpoint is missing."""
+    xy = extended_xy(kps)
+    out: dict[str, list[np.ndarray]] = {b: [] for b in BONES}
+    for child, (parent, bone) in TREE.items():
+        out[bone].append(np.linalg.norm(xy[:, child] - xy[:, parent], axis=-1))
+    return {b: np.stack(v, axis=1) for b, v in out.items()}
+
+
+def bone_stats(kps: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Per bone: ``median`` length (sides pooled; None if never seen), ``frames`` that show it, ``joints``."""
+    stats: dict[str, dict[str, Any]] = {}
+    for bone, lengths in bone_samples(kps).items():
+        seen = np.isfinite(lengths)
+        stats[bone] = {
+            "median": float(np.median(lengths[seen])) if seen.any() else None,
+            "frames": int(seen.any(axis=1).sum()),
+            "joints": _bone_joints(bone),
+        }
+    return stats
+
+
+def person_frames(kps: np.ndarray) -> int:
+    """Frames with at least one visible keypoint."""
+    xy = np.asarray(kps, dtype=np.float64)[..., :2]
+    return int(np.all(np.isfinite(xy), axis=-1).any(axis=1).sum())
+
+
+def check_target_bones(target: dict[str, dict[str, Any]], frames: int, where: str) -> None:
+    """Refuse to retarget when the target shows a bone in fewer than half of its frames with a person."""
+    for bone in BONES:
+        seen = int(target.get(bone, {}).get("frames", 0))
+        if target.get(bone, {}).get("median") is None or 2 * seen < frames:
+            raise DancepipeError(
+                f"{where}: labels.transfer.retarget = bones needs the target's {bone} ({_bone_joints(bone)}) "
+                f"in most frames, but it is seen in only {seen} of {frames} frames with a person; "
+                "use retarget: none or film the target with that limb in view"
+            )
+
+
+def bone_ratios(target: dict[str, dict[str, Any]], source_kps: np.ndarray) -> dict[str, float]:
+    """target median / source median per bone; 1.0 where the source never shows the bone."""
+    ratios = {}
+    source = bone_stats(source_kps)
+    for bone in BONES:
+        t, s = target[bone]["median"], source[bone]["median"]
+        ratios[bone] = float(t / s) if (t is not None and s is not None and s > 0) else 1.0
+    return ratios
+
+
+def retarget(kps: np.ndarray, ratios: dict[str, float]) -> np.ndarray:
+    """Scale each bone of (N, 17, 3) keypoints by ``ratios[bone]``, walking out from the mid-hip.
+
+    Confidences and missing joints pass through unchanged; see the module docstring for
+    the rule at a missing parent and for the one vertical offset applied at the end.
+    """
+    kps = np.asarray(kps, dtype=np.float64)
+    old = extended_xy(kps)
+    new = np.full_like(old, np.nan)
+    disp = np.zeros_like(old)  # how far each joint (or its nearest placed ancestor) moved
+    new[:, ROOT] = old[:, ROOT]
+    for child, (parent, bone) in TREE.items():
+        vis_c = np.isfinite(old[:, child, 0])
+        vis_p = np.isfinite(new[:, parent, 0])
+        chained = new[:, parent] + ratios[bone] * (old[:, child] - old[:, parent])
+        carried = old[:, child] + disp[:, parent]
+        new[:, child] = np.where((vis_c & vis_p)[:, None], chained, np.where(vis_c[:, None], carried, np.nan))
+        disp[:, child] = np.where(vis_c[:, None], new[:, child] - old[:, child], disp[:, parent])
+    out = kps.copy()
+    out[..., :2] = np.where(np.isfinite(old[:, :17]), new[:, :17], kps[..., :2])
+    moved = (new[:, list(ANKLES), 1] - old[:, list(ANKLES), 1]).ravel()
+    moved = moved[np.isfinite(moved)]
+    if len(moved):
+        out[..., 1] -= float(np.median(moved))
+    return out
