@@ -7,7 +7,9 @@
   to a full-resolution local branch before that branch's residual blocks.
 * :class:`Generator` — the module everybody else uses: ``forward(label, prev)`` with two
   (B, 3, H, W) tensors in [-1, 1] (``prev`` is the previous generated frame, zeros for
-  the first one) returning (B, 3, H, W) in [-1, 1].
+  the first one) returning (B, 3, H, W) in [-1, 1]. With ``temporal=False`` (pix2pixHD
+  frame by frame, the paper's FBF ablation) the network's input is the label alone and
+  ``prev`` is ignored, so every caller works unchanged.
 * :class:`MultiscaleDiscriminator` — ``num_d`` PatchGANs on the input at successively
   halved resolutions; each returns all its intermediate feature maps so the generator
   can be trained with discriminator feature matching.
@@ -44,6 +46,7 @@ class GeneratorArch:
     n_blocks_local: int = 3
     label_channels: int = 3
     image_channels: int = 3
+    temporal: bool = True  # False: no previous frame in the input (checkpoints without the key are temporal)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -64,7 +67,8 @@ class GeneratorArch:
 
 @dataclasses.dataclass(frozen=True)
 class DiscriminatorArch:
-    """Multi-scale PatchGAN description; ``in_channels`` = 2 labels + 2 images = 12."""
+    """Multi-scale PatchGAN description; ``in_channels`` = 2 labels + 2 images = 12 (temporal),
+    or 1 label + 1 image = 6 (frame by frame)."""
 
     ndf: int = 64
     n_layers: int = 3
@@ -164,18 +168,22 @@ class LocalEnhancer(nn.Module):
 
 
 class Generator(nn.Module):
-    """The temporal generator: ``forward(label, prev) -> image``, all (B, 3, H, W) in [-1, 1]."""
+    """The generator: ``forward(label, prev) -> image``, all (B, 3, H, W) in [-1, 1].
+
+    ``prev`` is only read when ``arch.temporal``; a frame-by-frame generator accepts and
+    ignores it (None is fine too).
+    """
 
     def __init__(self, arch: GeneratorArch) -> None:
         super().__init__()
         self.arch = arch
-        in_ch = arch.label_channels + arch.image_channels
+        in_ch = arch.label_channels + (arch.image_channels if arch.temporal else 0)
         if arch.local_enhancer:
             self.net: nn.Module = LocalEnhancer(in_ch, arch.ngf, arch.n_downsample, arch.n_blocks, arch.n_blocks_local)
         else:
             self.net = GlobalGenerator(in_ch, arch.ngf, arch.n_downsample, arch.n_blocks)
 
-    def forward(self, label: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+    def forward(self, label: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
         m = self.arch.multiple
         h, w = label.shape[-2:]
         if h % m or w % m:
@@ -183,6 +191,10 @@ class Generator(nn.Module):
                 f"image size {w}x{h} is not a multiple of {m} (required by n_downsample="
                 f"{self.arch.n_downsample}{' and the local enhancer' if self.arch.local_enhancer else ''})"
             )
+        if not self.arch.temporal:
+            return self.net(label)
+        if prev is None:
+            raise ValueError("a temporal generator needs the previous frame (zeros for the first)")
         return self.net(torch.cat([label, prev], dim=1))
 
 
@@ -192,7 +204,8 @@ class PairGenerator(nn.Module):
     Frame t comes from (label_t, zeros), frame t+1 from (label_t+1, generated frame t).
     The generated frame t is *not* detached: as in the official implementation the
     temporal loss on frame t+1 also shapes frame t. One forward per step keeps
-    DistributedDataParallel to one reduction per backward.
+    DistributedDataParallel to one reduction per backward. A frame-by-frame generator
+    makes the two frames independently (it ignores the previous frame).
     """
 
     def __init__(self, generator: Generator) -> None:
@@ -259,6 +272,17 @@ def temporal_pair(label_t: torch.Tensor, label_t1: torch.Tensor, image_t: torch.
                   image_t1: torch.Tensor) -> torch.Tensor:
     """The discriminator's input: (B, 12, H, W) = labels of both frames, then both images."""
     return torch.cat([label_t, label_t1, image_t, image_t1], dim=1)
+
+
+def single_pairs(label_t: torch.Tensor, label_t1: torch.Tensor, image_t: torch.Tensor,
+                 image_t1: torch.Tensor) -> torch.Tensor:
+    """Frame-by-frame discriminator input: (2B, 6, H, W), each frame's (label, image) on its own."""
+    return torch.cat([torch.cat([label_t, image_t], dim=1), torch.cat([label_t1, image_t1], dim=1)], dim=0)
+
+
+def discriminator_input(temporal: bool):
+    """:func:`temporal_pair` or :func:`single_pairs`: what the discriminator of that kind sees."""
+    return temporal_pair if temporal else single_pairs
 
 
 def build_generator(arch: GeneratorArch | dict[str, Any]) -> Generator:

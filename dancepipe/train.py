@@ -15,6 +15,10 @@ One step, on a batch of consecutive frame pairs (t, t+1):
 3. D update: real pair (label_t, label_t+1, image_t, image_t+1) against the detached
    generated pair.
 
+With ``temporal: false`` (pix2pixHD frame by frame, the paper's FBF ablation) each frame
+comes from its label alone and D judges single (label, image) pairs: the two frames of a
+pair become two independent samples.
+
 Adam with linear decay to 0 over the last ``1 - decay_start`` of the steps. Only rank 0
 writes files; every rank computes the same schedule and the same batches.
 """
@@ -51,8 +55,8 @@ from dancepipe.networks import (
     GeneratorArch,
     MultiscaleDiscriminator,
     PairGenerator,
+    discriminator_input,
     init_weights,
-    temporal_pair,
 )
 from dancepipe.precision import native_bf16
 
@@ -83,6 +87,7 @@ class TrainConfig(StageConfig):
     lambda_feat: float = Field(10.0, ge=0)
     lambda_perceptual: float = Field(10.0, ge=0)
     lambda_l1: float = Field(10.0, ge=0)
+    temporal: bool = Field(True, description="false: pix2pixHD frame by frame (no previous frame, single-frame D)")
     feature_net: Literal["vgg19", "pose_backbone", "none"] = "pose_backbone"
     checkpoint_every: int = Field(100, ge=1)
     sample_every: int = Field(100, ge=1)
@@ -101,10 +106,11 @@ class TrainConfig(StageConfig):
 
     def generator_arch(self) -> GeneratorArch:
         return GeneratorArch(ngf=self.ngf, n_downsample=self.n_downsample, n_blocks=self.n_blocks,
-                             local_enhancer=self.local_enhancer)
+                             local_enhancer=self.local_enhancer, temporal=self.temporal)
 
     def discriminator_arch(self) -> DiscriminatorArch:
-        return DiscriminatorArch(ndf=self.ndf, n_layers=self.n_layers_d, num_d=self.num_d)
+        return DiscriminatorArch(ndf=self.ndf, n_layers=self.n_layers_d, num_d=self.num_d,
+                                 in_channels=12 if self.temporal else 6)
 
 
 # keys that change how fast or how visibly a run goes, not what it computes
@@ -201,6 +207,7 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.gan = build_gan_loss(cfg.gan_loss)
+        self.d_input = discriminator_input(cfg.temporal)
         self.perceptual = PerceptualLoss(feature_net) if (feature_net is not None and cfg.lambda_perceptual) else None
         # DDP syncs gradients of the modules whose backward it sees: the pair generator in the
         # G update, the discriminator in the D update. The G update calls the plain D (frozen).
@@ -226,13 +233,13 @@ class Trainer:
                    real_t1: torch.Tensor) -> dict[str, torch.Tensor]:
         """One G and one D update on float inputs in [-1, 1]; returns detached losses."""
         cfg = self.cfg
-        b = label_t.shape[0]
-        real = temporal_pair(label_t, label_t1, real_t, real_t1)
+        real = self.d_input(label_t, label_t1, real_t, real_t1)
+        b = real.shape[0]  # B pairs (temporal) or 2B single frames (frame by frame)
         # --- generator update (D frozen) ---
         _set_requires_grad(self.d, False)
         with self.autocast():
             fake_t, fake_t1 = self.pair_g(label_t, label_t1)
-            fake = temporal_pair(label_t, label_t1, fake_t, fake_t1)
+            fake = self.d_input(label_t, label_t1, fake_t, fake_t1)
             outs = self.d_plain(torch.cat([fake, real], dim=0))
             d_fake = [[f[:b] for f in scale] for scale in outs]
             d_real = [[f[b:] for f in scale] for scale in outs]
