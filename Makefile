@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: venv install install-test demo test test-quick lint bench quality clean-venv
+.PHONY: venv install install-test demo test test-quick lint bench quality ablation clean-venv
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -42,6 +42,11 @@ bench: install-test
 
 quality: install
 	$(PY) -m benchmarks.bench_quality
+
+# The paper's ablation (FBF, +TS, +FG, +limb retargeting) as four `dvc exp run`s on the
+# demo; prints one table and writes metrics/ablation.{json,md}. Needs the repo committed.
+ablation: install
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m benchmarks.ablation
 
 clean-venv:
 	rm -rf $(VENV)
