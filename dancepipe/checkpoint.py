@@ -49,8 +49,10 @@ def read_file(path: str | Path, expected_format: str) -> dict[str, Any]:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except FileNotFoundError as e:
         raise DancepipeError(f"{p}: file does not exist (run the train stage first)") from e
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError) as e:
-        # weights_only refuses anything but tensors and plain containers, so foreign pickles end here too
+    except (RuntimeError, EOFError, OSError, KeyError, pickle.UnpicklingError) as e:
+        # what torch.load raises on bad files: a truncated archive (RuntimeError), an empty
+        # file (EOFError), a text file (KeyError), and anything weights_only refuses to
+        # unpickle (foreign pickles, NumPy files: UnpicklingError)
         raise DancepipeError(f"{p}: not a readable dancepipe checkpoint ({e.__class__.__name__})") from e
     if not isinstance(obj, dict) or obj.get("format") != expected_format:
         got = obj.get("format") if isinstance(obj, dict) else type(obj).__name__

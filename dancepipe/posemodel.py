@@ -144,8 +144,14 @@ def load_pose_model(name: str, device: str = "auto", param: str = "device"):
     dev = str(resolve_device(device, param))
     try:
         model = YOLO(str(path), task="pose")
-    except (RuntimeError, OSError, ValueError, KeyError, AttributeError, TypeError) as e:
+    except (RuntimeError, OSError) as e:  # unreadable file, corrupt archive ("invalid magic number")
         raise DancepipeError(f"{path}: cannot be loaded as an Ultralytics pose model ({e.__class__.__name__})") from e
+    except TypeError as e:
+        # Ultralytics reports empty, truncated and foreign checkpoints as TypeErrors that
+        # name the checkpoint; any other TypeError is a bug and stays one.
+        if "checkpoint" not in str(e):
+            raise
+        raise DancepipeError(f"{path}: cannot be loaded as an Ultralytics pose model (not a pose checkpoint)") from e
     if getattr(model, "task", "pose") != "pose":
         raise DancepipeError(f"{path}: is a '{model.task}' model, but a pose model is needed")
     model.overrides["device"] = dev

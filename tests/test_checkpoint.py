@@ -50,6 +50,15 @@ def test_load_rejects_foreign_and_broken_files(tmp_path) -> None:
     text.write_text("hello world\n")
     with pytest.raises(DancepipeError, match="not a readable dancepipe checkpoint"):
         ckpt.load_generator(text)
+    empty = tmp_path / "empty.pt"  # EOFError inside torch.load
+    empty.write_bytes(b"")
+    with pytest.raises(DancepipeError, match="empty.pt: not a readable dancepipe checkpoint"):
+        ckpt.load_generator(empty)
+    torch.save({"format": "dancepipe.generator/1", "w": torch.zeros(4096)}, tmp_path / "whole.pt")
+    cut = tmp_path / "cut.pt"  # a copy interrupted half way: RuntimeError from the zip reader
+    cut.write_bytes((tmp_path / "whole.pt").read_bytes()[:3000])
+    with pytest.raises(DancepipeError, match="cut.pt: not a readable dancepipe checkpoint"):
+        ckpt.load_generator(cut)
     other = tmp_path / "other.pt"
     torch.save({"format": "something/1", "state_dict": {}}, other)
     with pytest.raises(DancepipeError, match="expected a 'dancepipe.generator/1' file"):

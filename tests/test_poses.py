@@ -116,6 +116,15 @@ def test_load_pose_model_rejects_non_model_file(tmp_path):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(DancepipeError, match="junk.pt: cannot be loaded as an Ultralytics pose model"):
         load_pose_model(str(junk), "cpu")
+    empty = tmp_path / "empty.pt"  # Ultralytics: a TypeError naming the checkpoint
+    empty.write_bytes(b"")
+    with pytest.raises(DancepipeError, match="empty.pt: cannot be loaded as an Ultralytics pose model"):
+        load_pose_model(str(empty), "cpu")
+    import torch
+
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")  # a torch file, but no YOLO model
+    with pytest.raises(DancepipeError, match="foreign.pt: cannot be loaded as an Ultralytics pose model"):
+        load_pose_model(str(tmp_path / "foreign.pt"), "cpu")
 
 
 
