@@ -77,6 +77,7 @@ from dancepipe.render import (
     plan_for,
     read_index,
 )
+from dancepipe.report import Evaluation
 from dancepipe.video import iter_frames, prefetch
 
 log = logging.getLogger(__name__)
@@ -267,21 +268,6 @@ def _summarise(df: pd.DataFrame, prefix: str = "") -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- evaluation
-
-
-@dataclasses.dataclass
-class Evaluation:
-    """Summary numbers, per-frame table and sample images of one evaluation.
-
-    ``samples`` holds (frame, panels): label | generated | baseline | real for the
-    held-out frames, label | generated for the transfer. ``notes`` are sentences the
-    report shows with the section.
-    """
-
-    summary: dict[str, Any]
-    per_frame: pd.DataFrame
-    samples: list[tuple[int, list[np.ndarray]]]
-    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 def _sample_positions(n: int, k: int) -> set[int]:
@@ -533,7 +519,7 @@ def run_evaluate(
     (see :func:`evaluate_transfer`).
     """
     from dancepipe.checkpoint import load_generator
-    from dancepipe.report import write_report
+    from dancepipe.report import write_report  # matplotlib and friends: only when a report is written
 
     device = resolve_device(cfg.device, "evaluate.device")
     if empty_rule not in EMPTY_RULES:  # checked before the long held-out pass, not after it

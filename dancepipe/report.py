@@ -13,12 +13,13 @@ a note says so when not.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
@@ -26,8 +27,21 @@ import pandas as pd
 
 from dancepipe.atomic import atomic_path
 
-if TYPE_CHECKING:
-    from dancepipe.evaluate import Evaluation
+
+@dataclasses.dataclass
+class Evaluation:
+    """Summary numbers, per-frame table and sample images of one evaluation (what the report shows).
+
+    ``samples`` holds (frame, panels): label | generated | baseline | real for the
+    held-out frames, label | generated for the transfer. ``notes`` are sentences the
+    report shows with the section. Evaluate fills it; the report only reads it.
+    """
+
+    summary: dict[str, Any]
+    per_frame: pd.DataFrame
+    samples: list[tuple[int, list[np.ndarray]]]
+    notes: list[str] = dataclasses.field(default_factory=list)
+
 
 # What each metric means, shown next to its value (and in the docs). A ``baseline_``
 # key means the same as its unprefixed one, measured on the baseline's frames.

@@ -85,3 +85,21 @@ def test_closure_follows_imports_transitively() -> None:
     assert "dancepipe/features.py" in closure
     assert "dancepipe/__init__.py" in closure
     assert "dancepipe/train.py" not in closure
+
+
+def test_the_library_has_no_import_cycle() -> None:
+    """No dancepipe module reaches itself through imports (function-level and TYPE_CHECKING ones count)."""
+    modules = {f"{PACKAGE}.{p.stem}" for p in (ROOT / PACKAGE).glob("*.py") if p.stem != "__init__"}
+    graph = {m: direct_imports(module_file(m)) & modules for m in modules}
+    cycles = []
+    for start in sorted(modules):
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph[node]:
+                if nxt == start:
+                    cycles.append(" → ".join([*path, start]))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
+    assert not cycles, f"import cycles: {cycles[:3]}"
