@@ -6,7 +6,7 @@ and shows that real frame. A generator that does not beat it has learnt nothing 
 lookup table could not do. The evaluate stage scores the retrieved frames with the
 same code as the generated ones (:mod:`dancepipe.evaluate`).
 
-Retrieval distance (the rule, as the README states it): both poses are centred on
+Retrieval distance (the rule, as docs/render-evaluate.md states it): both poses are centred on
 their hip midpoint — the mean of ``left_hip`` and ``right_hip`` when both are visible,
 otherwise the mean of all of that pose's visible keypoints. The distance is the mean
 Euclidean distance between the centred keypoints visible in both poses, divided by

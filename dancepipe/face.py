@@ -55,7 +55,7 @@ Progress = Callable[[int], None]
 
 
 class FaceConfig(StageConfig):
-    """The ``train_face`` params section (README "Face refinement" explains every key)."""
+    """The ``train_face`` params section (docs/face.md explains every key)."""
 
     enabled: bool = True
     seed: int = Field(0, ge=0)

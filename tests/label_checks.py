@@ -1,4 +1,4 @@
-"""Content checks of stick-figure label images, written from the drawing spec (README "Labels"),
+"""Content checks of stick-figure label images, written from the drawing spec (docs/labels.md),
 not from dancepipe.skeleton's tables."""
 
 from __future__ import annotations
