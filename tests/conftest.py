@@ -26,6 +26,20 @@ pytest_plugins = [
 ]
 
 
+# Fixtures that fetch pinned assets (the demo clips, the pose weights) over the network on first use.
+ASSET_FIXTURES = frozenset({"demo_target_video", "demo_source_video", "pose_weights"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that needs a pinned asset, directly or through another fixture, is marked ``assets``
+    and ``slow``: ``make test-quick`` (-m "not slow") needs neither the network nor the pose model."""
+    for item in items:
+        if ASSET_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.assets)
+            if item.get_closest_marker("slow") is None:
+                item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
