@@ -70,8 +70,36 @@ def test_repro_from_scratch_builds_every_output(project: Path, tmp_path_factory:
     lock = (project / "dvc.lock").read_text(encoding="utf-8")
     for stage in ALL_STAGES:
         assert f"  {stage}:" in lock
+    check_evaluate_outputs(project)
+
+
+def check_evaluate_outputs(project: Path) -> None:
+    """What evaluate wrote agrees with the pipeline's other outputs, counted here independently."""
+    import av
+    import pandas as pd
+    import torch
+
     metrics = json.loads((project / "metrics" / "eval.json").read_text(encoding="utf-8"))
-    assert metrics, "evaluate wrote no metrics"
+    # self-reenactment: one scored row per held-out frame the generator checkpoint records
+    split = torch.load(project / "models" / "generator.pt", map_location="cpu", weights_only=False)["split"]
+    holdout = split["holdout_frames"]
+    assert holdout and not set(holdout) & set(split["train_frames"])
+    per_frame = pd.read_csv(project / "metrics" / "eval_per_frame.csv")
+    assert metrics["frames"] == len(holdout) and per_frame["frame"].tolist() == holdout
+    for key in ("ssim", "ssim_box"):
+        assert 0 < metrics[key] <= 1, (key, metrics[key])
+        assert metrics[key] == pytest.approx(per_frame[key].mean(), abs=1e-5), key  # stored rounded
+    for key in ("psnr", "psnr_box"):
+        assert 0 < metrics[key] < 100, (key, metrics[key])
+    assert metrics["baseline_frames"] <= len(holdout) and 0 < metrics["baseline_ssim"] <= 1
+    # transfer: one row per frame of the rendered video (decoded here), trimmed labels aside
+    transfer = json.loads((project / "metrics" / "transfer.json").read_text(encoding="utf-8"))
+    with av.open(str(project / "outputs" / "transfer.mp4")) as container:
+        video_frames = sum(1 for _ in container.decode(video=0))
+    labels = len(list((project / "data" / "labels" / "transfer").glob("[0-9]*.png")))
+    assert transfer["frames"] == video_frames == len(pd.read_csv(project / "metrics" / "transfer_per_frame.csv"))
+    assert transfer["frames"] + transfer["trimmed_frames"] == labels
+    assert transfer["empty_label_frames_generated"] == 0
 
 
 @pytest.mark.slow
@@ -158,9 +186,26 @@ def _exp_rows(show: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _metrics(row: dict[str, Any]) -> dict[str, Any]:
+def _metrics(row: dict[str, Any], name: str = "eval.json") -> dict[str, Any]:
     data = (row.get("data") or {}).get("metrics") or {}
-    return (data.get("metrics/eval.json") or {}).get("data") or {}
+    return (data.get(f"metrics/{name}") or {}).get("data") or {}
+
+
+def _plain(value: Any) -> Any:
+    """A metric value for comparison: ints as floats, NaN as null, and nulls left out of mappings
+    (``dvc exp show`` omits null metrics)."""
+    if isinstance(value, dict):
+        return {k: p for k, v in value.items() if (p := _plain(v)) is not None}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    return None if value != value else float(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """The same metrics, whether read by dvc or from the file."""
+    return _plain(a) == _plain(b)
 
 
 def _param(row: dict[str, Any], dotted: str) -> Any:
@@ -183,5 +228,15 @@ def test_exp_run_records_metrics_for_both_runs(project: Path, tmp_path: Path) ->
     assert _param(baseline, "render.crf") != 28 and _param(exp, "render.crf") == 28
     base_m, exp_m = _metrics(baseline), _metrics(exp)
     assert base_m and exp_m, json.dumps(show)[:3000]
-    assert set(base_m) == set(exp_m)
-    assert any(isinstance(v, (int, float)) for v in exp_m.values())
+    # each row holds its own run's metrics: the baseline's are the committed file, the experiment's
+    # the file its run left in the workspace
+    committed = json.loads(git(work, "show", "HEAD:metrics/eval.json").stdout)
+    assert _same(base_m, committed), {k: (base_m.get(k), committed.get(k)) for k in {*base_m, *committed}
+                                      if _plain(base_m.get(k)) != _plain(committed.get(k))}
+    assert _same(exp_m, json.loads((work / "metrics" / "eval.json").read_text(encoding="utf-8")))
+    # render.crf changes the video, not the self-reenactment scored on generated held-out frames
+    assert _same(exp_m, base_m)
+    base_t, exp_t = _metrics(baseline, "transfer.json"), _metrics(exp, "transfer.json")
+    assert _same(base_t, json.loads(git(work, "show", "HEAD:metrics/transfer.json").stdout))
+    assert _same(exp_t, json.loads((work / "metrics" / "transfer.json").read_text(encoding="utf-8")))
+    assert exp_t["frames"] == base_t["frames"] > 0

@@ -8,6 +8,7 @@ fresh ``git clone`` which pulls from the remote is up to date without running a 
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +57,21 @@ def forget_local_data(project: Path) -> None:
             p.unlink()
 
 
+def output_files(project: Path) -> dict[str, bytes]:
+    """The bytes of every file of every cached output, keyed by path relative to ``project``."""
+    files = {}
+    for p in cached_outputs(project):
+        for f in [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file()):
+            files[str(f.relative_to(project))] = f.read_bytes()
+    return files
+
+
+def remote_key(data: bytes) -> str:
+    """Where a DVC 3 remote stores a file of these bytes: files/md5/<2 hex digits>/<the other 30>."""
+    h = hashlib.md5(data).hexdigest()
+    return f"files/md5/{h[:2]}/{h[2:]}"
+
+
 def roundtrip(work: Path, remote_files: int | None = None) -> dict[str, str]:
     """push → forget → pull; returns the digests of all cached outputs (checked unchanged)."""
     outs = cached_outputs(work)
@@ -80,8 +96,14 @@ def test_local_directory_remote_roundtrip(project: Path, tmp_path: Path) -> None
     dvc(work, "remote", "add", "--default", "shared", str(store))
     digests = roundtrip(work)
     stored = [p for p in store.rglob("*") if p.is_file()]
-    # Every distinct file content is one object in the remote (directories add a listing each).
+    # Every distinct file content is one object in the remote (directories add a listing each) ...
     assert len(stored) >= len(set(digests.values()))
+    # ... stored under its own md5, holding exactly the output's bytes
+    files = output_files(work)
+    assert set(files) == set(digests)
+    for rel, data in files.items():
+        obj = store / remote_key(data)
+        assert obj.is_file() and obj.read_bytes() == data, rel
 
 
 def test_s3_remote_push_pull_and_clone_reproduces_nothing(project: Path, s3: S3Server, tmp_path: Path) -> None:
@@ -98,6 +120,12 @@ def test_s3_remote_push_pull_and_clone_reproduces_nothing(project: Path, s3: S3S
     keys = [o["Key"] for o in listing.get("Contents", [])]
     assert len(keys) >= len(set(digests.values()))
     assert all(k.startswith("dancepipe/files/md5/") for k in keys)
+    # every output file is an object named by its md5 whose bytes are the file's
+    client = s3.client()
+    for rel, data in output_files(work).items():
+        key = "dancepipe/" + remote_key(data)
+        assert key in keys, rel
+        assert client.get_object(Bucket=s3.bucket, Key=key)["Body"].read() == data, rel
 
     # A collaborator: clone the git repository, pull the data, nothing needs to run.
     commit_all(work, "share through the S3 remote")
