@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -213,8 +214,8 @@ class PairGenerator(nn.Module):
         self.generator = generator
 
     def forward(self, label_t: torch.Tensor, label_t1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        fake_t = self.generator(label_t, torch.zeros_like(label_t))
-        fake_t1 = self.generator(label_t1, fake_t)
+        fake_t = next_frame(self.generator, label_t, None)
+        fake_t1 = next_frame(self.generator, label_t1, fake_t)
         return fake_t, fake_t1
 
 
@@ -283,6 +284,48 @@ def single_pairs(label_t: torch.Tensor, label_t1: torch.Tensor, image_t: torch.T
 def discriminator_input(temporal: bool):
     """:func:`temporal_pair` or :func:`single_pairs`: what the discriminator of that kind sees."""
     return temporal_pair if temporal else single_pairs
+
+
+def to_model(images: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 RGB images (H, W, 3) or (N, H, W, 3) → float (N, 3, H, W) in [-1, 1] (on ``device``)."""
+    a = np.ascontiguousarray(images)
+    t = torch.from_numpy(a[None] if a.ndim == 3 else a)
+    if device is not None:
+        t = t.to(device)
+    return t.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """float (N, 3, H, W) in [-1, 1] → uint8 RGB (N, H, W, 3) on the CPU (values clamped, rounded)."""
+    x = images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def next_frame(generator: nn.Module, label: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
+    """One step of the recurrence: G's frame for ``label`` given its own previous output.
+
+    ``prev`` is None at the first frame of a sequence, which then starts from zeros, as
+    in training. Every caller that runs G over a sequence (training samples, face crop
+    collection, render, evaluate) steps through this, so they all condition alike.
+    """
+    return generator(label, torch.zeros_like(label) if prev is None else prev)
+
+
+@torch.no_grad()
+def generate_frames(generator: nn.Module, labels: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """G over uint8 labels (N, 3, H, W) in order, each frame conditioned on the previous one → uint8 (N, 3, H, W).
+
+    The in-memory form for training-time samples and metrics; render streams frames
+    through :class:`dancepipe.render.Recurrence` instead.
+    """
+    was_training = generator.training
+    generator.eval()
+    out, prev = [], None
+    for i in range(len(labels)):
+        prev = next_frame(generator, labels[i:i + 1].to(device).float() / 127.5 - 1, prev)
+        out.append(((prev.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
+    generator.train(was_training)
+    return torch.cat(out)
 
 
 def build_generator(arch: GeneratorArch | dict[str, Any]) -> Generator:

@@ -46,6 +46,7 @@ from dancepipe.encode import BackgroundWriter, mp4_writer
 from dancepipe.errors import DancepipeError
 from dancepipe.gaps import EMPTY_RULES, EmptyRule, FramePlan, plan_frames
 from dancepipe.keypoints import read_table
+from dancepipe.networks import next_frame, to_model, to_uint8
 from dancepipe.video import prefetch, probe
 
 log = logging.getLogger(__name__)
@@ -143,18 +144,6 @@ def face_boxes(df: pd.DataFrame) -> list[Box | None]:
     return boxes_from_index(df)
 
 
-def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(H, W, 3) uint8 → (1, 3, H, W) float in [-1, 1] on ``device``."""
-    t = torch.from_numpy(np.ascontiguousarray(image)).to(device)
-    return t.permute(2, 0, 1).unsqueeze(0).float().div_(127.5).sub_(1.0)
-
-
-def to_image(t: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) in [-1, 1] → (H, W, 3) uint8."""
-    x = t[0].detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-    return x.permute(1, 2, 0).cpu().numpy()
-
-
 # ---------------------------------------------------------------------------- generation
 
 
@@ -202,7 +191,7 @@ def _refine_batch(face: Any, pending: list[tuple[torch.Tensor, torch.Tensor, Box
                           [p[2] for p in pending])
     _sync(device)
     timing.face += time.perf_counter() - t1
-    return [to_image(refined[i:i + 1]) for i in range(len(pending))]
+    return list(to_uint8(refined))
 
 
 class Recurrence:
@@ -229,11 +218,9 @@ class Recurrence:
     def step(self, label: np.ndarray, box: Box | None = None) -> list[np.ndarray]:
         """Generate the frame for ``label``; return the frames finished so far, in order."""
         with torch.inference_mode():
-            x = to_tensor(label, self.device)
-            if self.prev is None:
-                self.prev = torch.zeros_like(x)
+            x = to_model(label, self.device)
             t0 = time.perf_counter()
-            out = self.generator(x, self.prev)
+            out = next_frame(self.generator, x, self.prev)
             _sync(self.device)
             self.timing.generator += time.perf_counter() - t0
             if out.shape != x.shape:
@@ -244,7 +231,7 @@ class Recurrence:
             self.prev = out
             self.timing.frames += 1
             if self.face is None:
-                return [to_image(out)]
+                return [to_uint8(out)[0]]
             self.pending.append((x, out, box))  # a None box passes through and is counted as skipped
             if len(self.pending) < FACE_BATCH:
                 return []

@@ -56,6 +56,7 @@ from dancepipe.networks import (
     MultiscaleDiscriminator,
     PairGenerator,
     discriminator_input,
+    generate_frames,
     init_weights,
 )
 from dancepipe.precision import native_bf16
@@ -298,24 +299,6 @@ def _cpu(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", memory_format=torch.contiguous_format).clone() for k, v in sd.items()}
 
 
-@torch.no_grad()
-def generate_sequence(g: nn.Module, labels: torch.Tensor, device: torch.device, chain: bool = True) -> torch.Tensor:
-    """Run G over uint8 labels (N, 3, H, W) in order, each frame conditioned on the previous output.
-
-    Returns uint8 (N, 3, H, W). With ``chain=False`` every frame starts from zeros.
-    """
-    was_training = g.training
-    g.eval()
-    out, prev = [], None
-    for i in range(len(labels)):
-        lab = labels[i:i + 1].to(device).float() / 127.5 - 1
-        prev = torch.zeros_like(lab) if (prev is None or not chain) else prev
-        prev = g(lab, prev)
-        out.append(((prev.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
-    g.train(was_training)
-    return torch.cat(out)
-
-
 def mean_abs_error(fake: torch.Tensor, real: torch.Tensor) -> float:
     """Mean absolute error of uint8 images on a [0, 1] scale."""
     return float((fake.float() - real.float()).abs().mean() / 255.0)
@@ -333,7 +316,7 @@ def sample_grid(g: nn.Module, data: TrainingData, device: torch.device) -> np.nd
         rows.append(data.n_train - 1)
     lines = []
     for r in rows:
-        gen = generate_sequence(g, data.labels[r:r + 2], device)[1]
+        gen = generate_frames(g, data.labels[r:r + 2], device)[1]
         lines.append(torch.cat([data.labels[r + 1], gen, data.images[r + 1]], dim=2))
     return torch.cat(lines, dim=1).permute(1, 2, 0).numpy()
 
@@ -454,7 +437,7 @@ def run_training(
 
 def _final_metrics(g: Generator, data: TrainingData, device: torch.device) -> dict[str, float]:
     """Reconstruction error (mean |G - real| on [0, 1]) over the training frames and the held-out tail."""
-    gen = generate_sequence(g, data.labels, device)
+    gen = generate_frames(g, data.labels, device)
     n = data.n_train
     metrics = {"train_l1": mean_abs_error(gen[:n], data.images[:n])}
     if n < len(data.frames):

@@ -130,3 +130,37 @@ def test_loss_on_frame_t1_alone_flows_back_through_frame_t() -> None:
     (g(lt1, detached_t) - rt1).abs().mean().backward()
     detached = [p.grad for p in g.parameters()]
     assert any(not torch.allclose(a, b) for a, b in zip(attached, detached, strict=True))
+
+
+def test_every_sequence_runner_conditions_alike():
+    """generate_frames (training samples) and render's streaming recurrence give the same frames."""
+    import numpy as np
+
+    from dancepipe.networks import generate_frames, to_model, to_uint8
+    from dancepipe.render import generate_sequence
+
+    torch.manual_seed(0)
+    g = build_generator(GeneratorArch(ngf=8, n_downsample=2, n_blocks=1)).eval()
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 256, (5, 32, 48, 3), dtype=np.uint8)
+    streamed = np.stack(list(generate_sequence(g, list(labels), device=torch.device("cpu"))))
+    batch = generate_frames(g, torch.from_numpy(labels).permute(0, 3, 1, 2), torch.device("cpu"))
+    np.testing.assert_array_equal(streamed, batch.permute(0, 2, 3, 1).numpy())
+    # and the first frame is G on zeros, the second G on the first's output
+    with torch.no_grad():
+        f0 = g(to_model(labels[0]), torch.zeros(1, 3, 32, 48))
+        f1 = g(to_model(labels[1]), f0)
+    np.testing.assert_array_equal(streamed[1], to_uint8(f1)[0])
+
+
+def test_image_conversions_round_trip():
+    import numpy as np
+
+    from dancepipe.networks import to_model, to_uint8
+
+    img = np.arange(32 * 48 * 3, dtype=np.int64).reshape(32, 48, 3).astype(np.uint8)
+    t = to_model(img)
+    assert t.shape == (1, 3, 32, 48) and float(t.min()) >= -1 and float(t.max()) <= 1
+    assert float(t[0, 0, 0, 0]) == -1.0 and to_model(np.full((2, 2, 3), 255, np.uint8)).eq(1).all()
+    np.testing.assert_array_equal(to_uint8(t)[0], img)
+    assert to_model(np.stack([img, img])).shape == (2, 3, 32, 48)

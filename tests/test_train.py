@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from dancepipe.checkpoint import list_checkpoints, load_generator
 from dancepipe.dataset import batch_indices, load_training_data, split_point
 from dancepipe.errors import DancepipeError
+from dancepipe.networks import generate_frames
 from dancepipe.train import (
     TrainConfig,
     Trainer,
-    generate_sequence,
     lr_at,
     mean_abs_error,
     resolve_switches,
@@ -231,7 +231,7 @@ def test_overfits_a_handful_of_real_demo_frames(demo_frames, demo_labels, tmp_pa
                checkpoint_every=1000, sample_every=1000)
     data = load_training_data(frames, labels, 0.0)
     untrained = Trainer(cfg, torch.device("cpu"), resolve_switches(cfg, torch.device("cpu")), None)
-    before = mean_abs_error(generate_sequence(untrained.g, data.labels, torch.device("cpu")), data.images)
+    before = mean_abs_error(generate_frames(untrained.g, data.labels, torch.device("cpu")), data.images)
     result = _run(cfg, frames, labels, tmp_path / "run")
     after = result.metrics["train_l1"]
     assert after < 0.6 * before, (before, after)
