@@ -23,12 +23,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dancepipe.errors import DancepipeError
-from dancepipe.keypoints import read_table
+from dancepipe.keypoints import read_index
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +60,6 @@ def split_point(n: int, holdout_fraction: float) -> int:
     return int(np.floor(n * (1.0 - holdout_fraction) + 1e-9))
 
 
-def _read_index(directory: Path, what: str) -> pd.DataFrame:
-    index = directory / "index.parquet"
-    if not index.is_file():
-        raise DancepipeError(f"{index}: {what} index does not exist (run the {what} stage first)")
-    df, _ = read_table(index)
-    for col in ("frame", "file"):
-        if col not in df.columns:
-            raise DancepipeError(f"{index}: column '{col}' is missing")
-    return df
-
-
 def _read_rgb(path: Path, shape: tuple[int, int] | None) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
@@ -84,8 +72,8 @@ def _read_rgb(path: Path, shape: tuple[int, int] | None) -> np.ndarray:
 def load_training_data(frames_dir: str | Path, labels_dir: str | Path, holdout_fraction: float) -> TrainingData:
     """Read ``data/frames/target`` + ``data/labels/train`` and split them in time."""
     frames_dir, labels_dir = Path(frames_dir), Path(labels_dir)
-    fdf = _read_index(frames_dir, "frames")
-    ldf = _read_index(labels_dir, "labels")
+    fdf = read_index(frames_dir, "frames", check_files=False)  # each image is read (and checked) below
+    ldf = read_index(labels_dir, "labels", check_files=False)
     merged = fdf[["frame", "file"]].merge(
         ldf[["frame", "file", "person_found"]], on="frame", suffixes=("_img", "_lbl"), validate="one_to_one",
     ).sort_values("frame", kind="stable").reset_index(drop=True)

@@ -68,14 +68,13 @@ from dancepipe.devices import check_device, resolve_device
 from dancepipe.errors import DancepipeError
 from dancepipe.face import Box
 from dancepipe.gaps import EMPTY_RULES
-from dancepipe.keypoints import columns_to_keypoints
+from dancepipe.keypoints import columns_to_keypoints, read_index
 from dancepipe.render import (
     face_boxes,
     generate_sequence,
     load_face,
     load_rgb,
     plan_for,
-    read_index,
 )
 from dancepipe.report import Evaluation
 from dancepipe.video import iter_frames, prefetch

@@ -34,13 +34,12 @@ from dancepipe.atomic import atomic_path
 from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
 from dancepipe.keypoints import read_table, write_table
-from dancepipe.transform import CropTransform, fit_crop, full_frame_transform
+from dancepipe.transform import TRANSFORM_NAME, CropTransform, fit_crop, full_frame_transform
 from dancepipe.video import DecodeReport, PlanarFrame, iter_planes
 
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "index.parquet"
-TRANSFORM_NAME = "transform.json"
 INDEX_SCHEMA = pa.schema(
     [
         pa.field("frame", pa.int64()),
@@ -305,10 +304,3 @@ def _write_jpegs(
             "the pose table does not match the video"
         )
     return t
-
-
-def read_index(frames_dir: str | Path) -> tuple[pd.DataFrame, CropTransform]:
-    """Load a frames directory's index table and crop transform."""
-    d = Path(frames_dir)
-    df, _ = read_table(d / INDEX_NAME)
-    return df, CropTransform.load(d / TRANSFORM_NAME)

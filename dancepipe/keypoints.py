@@ -78,3 +78,32 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     raw = (table.schema.metadata or {}).get(META_KEY)
     meta = json.loads(raw) if raw else {}
     return table.to_pandas(), meta
+
+
+def read_index(directory: str | Path, what: str, check_files: bool = True) -> pd.DataFrame:
+    """``<directory>/index.parquet`` of a frames or labels directory, sorted by frame.
+
+    The one reader of those indexes (train, train_face, render and evaluate all use
+    it): the directory must exist, the table must have ``frame`` and ``file`` columns
+    and at least one row, and, with ``check_files``, every listed file must exist.
+    ``what`` names the directory in errors ("frames", "labels", "target frames").
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        raise DancepipeError(f"{d}: {what} directory does not exist (run the stage that writes it first)")
+    index = d / "index.parquet"
+    if not index.is_file():
+        raise DancepipeError(f"{index}: the {what} index does not exist (rerun the stage that writes it)")
+    df, _ = read_table(index)
+    for col in ("frame", "file"):
+        if col not in df.columns:
+            raise DancepipeError(f"{index}: column '{col}' is missing")
+    if len(df) == 0:
+        raise DancepipeError(f"{index}: the {what} index is empty")
+    df = df.sort_values("frame").reset_index(drop=True)
+    if check_files:
+        missing = [f for f in df["file"] if not (d / f).is_file()]
+        if missing:
+            raise DancepipeError(f"{d}: {len(missing)} {what} files listed in index.parquet are missing, "
+                                 f"e.g. {missing[0]}")
+    return df

@@ -40,7 +40,7 @@ from dancepipe.normalize import ankle_positions, apply_mapping, load_mapping, lo
 from dancepipe.retarget import bone_ratios, check_target_bones, retarget
 from dancepipe.skeleton import DrawStyle, draw_skeleton, visible_mask
 from dancepipe.smoothing import SMOOTHERS, interpolate_gaps, smooth
-from dancepipe.transform import CropTransform
+from dancepipe.transform import CropTransform, load_frames_dir
 
 log = logging.getLogger(__name__)
 
@@ -140,13 +140,7 @@ INDEX_SCHEMA = pa.schema(
 
 def load_target_frames(frames_dir: str | Path) -> tuple[CropTransform, pd.DataFrame]:
     """The target's crop transform and frame index (frame → JPEG file)."""
-    d = Path(frames_dir)
-    if not d.is_dir():
-        raise DancepipeError(f"{d}: target frames directory does not exist (run the frames stage first)")
-    transform = CropTransform.load(d / "transform.json")
-    index, _ = read_table(d / "index.parquet")
-    if not {"frame", "file"} <= set(index.columns):
-        raise DancepipeError(f"{d / 'index.parquet'}: frame index lacks the 'frame' and 'file' columns")
+    index, transform = load_frames_dir(frames_dir, "target frames", check_files=False)
     return transform, index
 
 

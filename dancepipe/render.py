@@ -45,7 +45,7 @@ from dancepipe.devices import DEVICE_HELP, check_device, resolve_device
 from dancepipe.encode import BackgroundWriter, mp4_writer
 from dancepipe.errors import DancepipeError
 from dancepipe.gaps import EMPTY_RULES, EmptyRule, FramePlan, plan_frames
-from dancepipe.keypoints import read_table
+from dancepipe.keypoints import read_index, read_table
 from dancepipe.networks import next_frame, to_model, to_uint8
 from dancepipe.video import prefetch, probe
 
@@ -78,24 +78,6 @@ class RenderConfig(StageConfig):
 
 
 # ---------------------------------------------------------------------------- inputs
-
-
-def read_index(directory: str | Path, what: str) -> pd.DataFrame:
-    """Read ``<directory>/index.parquet`` (frames or labels), sorted by frame, files checked."""
-    d = Path(directory)
-    if not d.is_dir():
-        raise DancepipeError(f"{d}: {what} directory does not exist (run the stage that writes it first)")
-    df, _ = read_table(d / "index.parquet")
-    for col in ("frame", "file"):
-        if col not in df.columns:
-            raise DancepipeError(f"{d / 'index.parquet'}: column '{col}' is missing")
-    if len(df) == 0:
-        raise DancepipeError(f"{d / 'index.parquet'}: the {what} index is empty")
-    df = df.sort_values("frame").reset_index(drop=True)
-    missing = [f for f in df["file"] if not (d / f).is_file()]
-    if missing:
-        raise DancepipeError(f"{d}: {len(missing)} {what} files listed in index.parquet are missing, e.g. {missing[0]}")
-    return df
 
 
 def count_frames(labels_dir: str | Path, empty: str | None = None) -> int | None:

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from dancepipe.errors import DancepipeError
+from dancepipe.keypoints import read_index
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,3 +149,13 @@ def fit_crop(
         x0=float(nx0), y0=float(ny0), crop_w=float(bw), crop_h=float(bh),
         width=int(width), height=int(height), src_width=int(src_width), src_height=int(src_height),
     )
+
+
+TRANSFORM_NAME = "transform.json"
+
+
+def load_frames_dir(frames_dir: str | Path, what: str = "frames", check_files: bool = True) -> tuple[Any, CropTransform]:
+    """A frames directory's index (sorted by frame, see :func:`dancepipe.keypoints.read_index`) and crop transform."""
+    d = Path(frames_dir)
+    index = read_index(d, what, check_files=check_files)
+    return index, CropTransform.load(d / TRANSFORM_NAME)

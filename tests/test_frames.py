@@ -15,9 +15,9 @@ from click.testing import CliRunner
 
 from dancepipe.config import build_config
 from dancepipe.errors import DancepipeError
-from dancepipe.frames import FramesConfig, extract_frames, read_index
+from dancepipe.frames import FramesConfig, extract_frames
 from dancepipe.keypoints import SCHEMA, read_table, write_table
-from dancepipe.transform import CropTransform
+from dancepipe.transform import CropTransform, load_frames_dir
 from dancepipe.video import iter_frames
 from stages.frames import main as frames_main
 
@@ -75,7 +75,7 @@ def test_writes_one_jpeg_per_row_with_index_and_transform(clip, tmp_path):
     assert [(f.name, str(f.type)) for f in schema] == [
         ("frame", "int64"), ("file", "string"), ("timestamp", "double"), ("person_found", "bool")
     ]
-    index, t = read_index(out)
+    index, t = load_frames_dir(out)
     assert t == result.transform and t == CropTransform.from_dict(json.loads((out / "transform.json").read_text()))
     assert index["frame"].tolist() == list(range(N)) and index["person_found"].all()
     np.testing.assert_allclose(index["timestamp"], np.arange(N) / 10.0)
@@ -107,7 +107,7 @@ def test_frames_without_a_person_are_kept_and_recorded(make_video, tmp_path):
     found = np.array([True, True, False, False, True, True, True, False])
     poses = pose_table(tmp_path / "poses.parquet", found=found)
     result = extract_frames(video, poses, tmp_path / "frames", CFG)
-    index, _ = read_index(tmp_path / "frames")
+    index, _ = load_frames_dir(tmp_path / "frames")
     assert result.frames == N and result.persons_found == 5
     assert index["person_found"].tolist() == found.tolist()
     assert all((tmp_path / "frames" / f).exists() for f in index["file"])
@@ -229,7 +229,7 @@ def test_demo_frames_match_params_and_frame_the_subject(demo_frames, demo_poses)
     expected_counts = {"target": 100, "source": 230}
     for subject, out in demo_frames.items():
         poses, _ = read_table(demo_poses[subject])
-        index, t = read_index(out)
+        index, t = load_frames_dir(out)
         assert len(index) == len(poses) == expected_counts[subject]
         assert index["frame"].tolist() == poses["frame"].tolist()
         assert index["person_found"].tolist() == poses["person_found"].tolist()

@@ -215,7 +215,7 @@ def test_render_without_source_audio_has_no_audio_track(inputs, tmp_path):
 
 def test_render_output_matches_generating_directly(inputs, tmp_path):
     from dancepipe.checkpoint import load_generator
-    from dancepipe.render import read_index
+    from dancepipe.keypoints import read_index
 
     _render(inputs, tmp_path, inputs["silent"], side_by_side=False, crf=0)
     g, _ = load_generator(inputs["generator"])
