@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 
 from dancepipe.config import load_params
-from dancepipe.face import FaceGenerator, FaceRefiner
+from dancepipe.face.networks import FaceGenerator, FaceRefiner
 from dancepipe.facebox import face_box_size
 from dancepipe.networks import GeneratorArch, build_generator, init_weights
 

@@ -35,7 +35,7 @@ import torch
 from dancepipe.assets import fetch_asset
 from dancepipe.config import load_config
 from dancepipe.devices import resolve_device
-from dancepipe.face import FaceGenerator, FaceRefiner
+from dancepipe.face.networks import FaceGenerator, FaceRefiner
 from dancepipe.networks import GeneratorArch, build_generator, init_weights
 from dancepipe.render import generate_sequence, load_rgb, render_transfer
 

@@ -40,7 +40,7 @@ SECTIONS: dict[str, str] = {
     "normfit": "dancepipe.normalize:NormfitConfig",
     "labels": "dancepipe.labels:LabelsConfig",
     "train": "dancepipe.train:TrainConfig",
-    "train_face": "dancepipe.face:FaceConfig",
+    "train_face": "dancepipe.face.train:FaceConfig",
     "render": "dancepipe.render:RenderConfig",
     "evaluate": "dancepipe.evaluate:EvaluateConfig",
 }

@@ -66,7 +66,7 @@ from dancepipe.baseline import nearest_poses
 from dancepipe.config import StageConfig
 from dancepipe.devices import check_device, resolve_device
 from dancepipe.errors import DancepipeError
-from dancepipe.face import Box
+from dancepipe.face.networks import Box
 from dancepipe.gaps import EMPTY_RULES
 from dancepipe.keypoints import columns_to_keypoints, read_index
 from dancepipe.render import (

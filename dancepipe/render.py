@@ -121,7 +121,7 @@ def face_boxes(df: pd.DataFrame) -> list[Box | None]:
         log.warning("the labels index has no face box columns (made by an older labels stage): "
                     "face refinement is skipped; rerun the labels stage to get it")
         return [None] * len(df)
-    from dancepipe.face import boxes_from_index
+    from dancepipe.face.dataset import boxes_from_index
 
     return boxes_from_index(df)
 
@@ -463,7 +463,7 @@ def load_face(path: str | Path | None, enabled: bool, device: torch.device) -> t
         return None, "face refinement off: render.face is false"
     if path is None:
         return None, "face refinement off: no face model given"
-    from dancepipe.face import load_face_model
+    from dancepipe.face.checkpoint import load_face_model
 
     model = load_face_model(path, device)
     if model is None:

@@ -17,17 +17,10 @@ from hypothesis import strategies as st
 from dancepipe.checkpoint import load_generator, save_generator
 from dancepipe.config import build_config
 from dancepipe.errors import DancepipeError
-from dancepipe.face import (
-    FORMAT,
-    FaceConfig,
-    FaceGenerator,
-    FaceRefiner,
-    boxes_from_index,
-    chain_segments,
-    collect_face_crops,
-    fit_face,
-    load_face_model,
-)
+from dancepipe.face.checkpoint import FORMAT, load_face_model
+from dancepipe.face.dataset import boxes_from_index, chain_segments, collect_face_crops
+from dancepipe.face.networks import FaceGenerator, FaceRefiner
+from dancepipe.face.train import FaceConfig, fit_face
 from dancepipe.facebox import compute_face_boxes, face_box_size
 from dancepipe.keypoints import KP
 from dancepipe.networks import GeneratorArch, build_generator, init_weights
@@ -338,14 +331,14 @@ def test_stage_bad_inputs_fail_in_one_sentence_and_leave_nothing(subject, tmp_pa
     res = CliRunner().invoke(train_face_cli, ["--generator", str(wrong), *args, "--params", str(_params(tmp_path))])
     assert res.exit_code == 1 and "wrong.pt: expected a 'dancepipe.generator/1' file" in res.output
     assert not out.exists() and not list(tmp_path.glob(".face.pt*"))
-    with pytest.raises(DancepipeError, match="not a face model"):
+    with pytest.raises(DancepipeError, match=r"generator.pt: expected a .dancepipe.face/1. file, found .dancepipe.generator/1."):
         load_face_model(gen_path)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"garbage")
     res = CliRunner().invoke(train_face_cli, ["--generator", str(garbage), *args, "--params", str(_params(tmp_path))])
     assert res.exit_code == 1 and "garbage.pt: not a readable dancepipe checkpoint" in res.output
     assert not out.exists()
-    with pytest.raises(DancepipeError, match="garbage.pt: not a readable face model checkpoint"):
+    with pytest.raises(DancepipeError, match="garbage.pt: not a readable dancepipe checkpoint"):
         load_face_model(garbage)
 
 
@@ -389,9 +382,9 @@ def test_demo_face_model_refines_transfer_frames(demo_face, demo_generator, demo
     boxes = boxes_from_index(index)
     labels = np.stack([cv2.cvtColor(cv2.imread(str(Path(demo_labels["transfer"]) / f)), cv2.COLOR_BGR2RGB)
                        for f in index["file"]])
-    from dancepipe.face import to_tensor
+    from dancepipe.networks import to_model
 
-    label = to_tensor(labels)
+    label = to_model(labels)
     with torch.no_grad():
         image = gen(label, torch.zeros_like(label))
     out = refiner.refine(label, image, boxes)
