@@ -54,11 +54,7 @@ class GeneratorArch:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GeneratorArch:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise DancepipeError(f"generator arch has unknown keys {unknown}; expected {sorted(names)}")
-        return cls(**d)
+        return _arch_from_dict(cls, d, "generator")
 
     @property
     def multiple(self) -> int:
@@ -81,11 +77,16 @@ class DiscriminatorArch:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DiscriminatorArch:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise DancepipeError(f"discriminator arch has unknown keys {unknown}; expected {sorted(names)}")
-        return cls(**d)
+        return _arch_from_dict(cls, d, "discriminator")
+
+
+def _arch_from_dict(cls: type, d: dict[str, Any], what: str) -> Any:
+    """Rebuild an arch dataclass from its stored dict; unknown keys are an error naming them."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise DancepipeError(f"{what} arch has unknown keys {unknown}; expected {sorted(names)}")
+    return cls(**d)
 
 
 def _norm(channels: int) -> nn.Module:
