@@ -63,6 +63,53 @@ def test_ssim_is_symmetric_and_bounded(seed):
     assert 0 <= M.psnr(a, b) <= M.PSNR_CAP
 
 
+def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    channels = img.ndim == 3
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if channels else img,
+                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    out = cv2.imdecode(buf, cv2.IMREAD_COLOR if channels else cv2.IMREAD_GRAYSCALE)
+    return cv2.cvtColor(out, cv2.COLOR_BGR2RGB) if channels else out
+
+
+DEGRADATIONS = {
+    "jpeg q15": lambda x: _jpeg(x, 15),
+    "blur": lambda x: cv2.GaussianBlur(x, (0, 0), 2.0),
+    "noise": lambda x: np.clip(x + np.random.default_rng(0).normal(0, 20, x.shape), 0, 255).astype(np.uint8),
+    "shift 2 px": lambda x: np.roll(x, 2, axis=1),
+    "darker": lambda x: (x * 0.8).astype(np.uint8),
+}
+
+
+@pytest.mark.parametrize("image", ["astronaut", "coffee", "camera"])
+@pytest.mark.parametrize("degrade", list(DEGRADATIONS))
+def test_ssim_and_psnr_agree_with_scikit_image(image, degrade):
+    """SSIM and PSNR against scikit-image's on photographs (odd-sized crops), 8-bit range 255.
+
+    Settings of :func:`dancepipe.metrics.ssim` (Wang et al.): Gaussian window σ = 1.5
+    truncated to 11×11 (skimage's truncate 3.5 gives the same radius 5), K1 = 0.01,
+    K2 = 0.03, population (not sample) covariance, reflected borders, mean over
+    channels. One difference is by design: skimage's returned mean leaves out a
+    5-pixel border, dancepipe's averages every pixel (a face box crop is small, so its
+    border matters). So dancepipe's value is compared with the mean of skimage's full
+    SSIM map (``full=True``), to 1e-9 (float64 rounding; they agree to ~1e-14); the
+    border-cropped scalar differs by up to a few hundredths. PSNR is the same formula
+    (identical images are capped at 100 dB here, infinite in skimage; not used here).
+    """
+    from skimage import data
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    ref = getattr(data, image)()[101:290, 150:333]
+    test = DEGRADATIONS[degrade](ref)
+    color = ref.ndim == 3
+    _, full = structural_similarity(ref, test, data_range=255, gaussian_weights=True, sigma=1.5,
+                                    use_sample_covariance=False, K1=0.01, K2=0.03, full=True,
+                                    channel_axis=-1 if color else None)
+    assert M.ssim(ref, test) == pytest.approx(float(full.mean()), abs=1e-9)
+    assert M.ssim(test, ref) == pytest.approx(float(full.mean()), abs=1e-9)
+    assert M.psnr(ref, test) == pytest.approx(peak_signal_noise_ratio(ref, test, data_range=255), rel=1e-12)
+
+
 def test_mismatched_shapes_are_rejected():
     with pytest.raises(ValueError, match="differ in shape"):
         M.ssim(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 3), np.uint8))
@@ -174,3 +221,54 @@ def test_region_scores_look_only_inside_the_clipped_box():
     assert s == pytest.approx((2 * 100 * 110 + c1) / (100**2 + 110**2 + c1), rel=1e-9)
     assert p == pytest.approx(10 * math.log10(255**2 / 100.0))
     assert all(math.isnan(v) for v in M.region_scores(gen, real, None))
+
+
+def _occlusion_case() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A 4-px-wide square moving 3 px right over a static background, flows written by hand.
+
+    Frame t-1 has the square in columns 5..8, frame t in columns 8..11 (rows 3..6). The
+    backward flow of t is (-3, 0) on the square and 0 elsewhere; the forward flow of t-1 is
+    (+3, 0) on the square and 0 elsewhere. Columns 5..7 of the square's rows in frame t are
+    background uncovered by the move: their backward flow (0) lands on the square in t-1,
+    whose forward flow (+3) does not bring them back, so they are occluded. Every other
+    pixel is consistent. Returns (prev, cur, backward flow, forward flow).
+    """
+    h, w = 10, 20
+    background = _texture(h, w, seed=5)
+    prev, cur = background.copy(), background.copy()
+    prev[3:7, 5:9] = (250, 20, 20)
+    cur[3:7, 8:12] = (250, 20, 20)
+    back = np.zeros((h, w, 2), np.float32)
+    back[3:7, 8:12, 0] = -3
+    fwd = np.zeros((h, w, 2), np.float32)
+    fwd[3:7, 5:9, 0] = 3
+    return prev, cur, back, fwd
+
+
+def test_consistency_mask_marks_exactly_the_disoccluded_pixels():
+    prev, cur, back, fwd = _occlusion_case()
+    expected = np.ones(back.shape[:2], bool)
+    expected[3:7, 5:8] = False
+    np.testing.assert_array_equal(M.consistency_mask(back, fwd), expected)
+    # the warp error ignores those pixels: the moving square is explained exactly by the flow
+    assert M.warp_error(prev, cur, back, M.consistency_mask(back, fwd)) == pytest.approx(0.0, abs=1e-6)
+    # without the mask the uncovered background (warped from the square's old place) counts
+    occluded = np.abs(cur[3:7, 5:8].astype(float) - prev[3:7, 5:8].astype(float)).mean(axis=-1).sum() / 255
+    assert M.warp_error(prev, cur, back) == pytest.approx(occluded / cur[..., 0].size, rel=1e-5)
+
+
+def test_consistency_mask_tolerances_follow_the_formula():
+    # |b + f|² ≤ tol·(|b|² + |f|²) + tol_px, worked by hand with the defaults (0.01, 0.5)
+    def one(b: float, f: float) -> bool:
+        back = np.full((4, 4, 2), 0.0, np.float32)
+        fwd = np.full((4, 4, 2), 0.0, np.float32)
+        back[..., 0], fwd[..., 0] = b, f  # uniform flows: f sampled at p + b is f
+        mask = M.consistency_mask(back, fwd)
+        assert mask.all() or not mask.any()
+        return bool(mask.all())
+
+    assert one(0.0, 0.7)  # 0.49 ≤ 0.01 · 0.49 + 0.5
+    assert not one(0.0, 0.75)  # 0.5625 > 0.0056 + 0.5
+    assert one(-20.0, 18.0)  # 4 ≤ 0.01 · (400 + 324) + 0.5 = 7.74
+    assert not one(-20.0, 16.0)  # 16 > 0.01 · (400 + 256) + 0.5 = 7.06
+    assert one(-20.0, 20.0)
