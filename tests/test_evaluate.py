@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import cv2
@@ -316,6 +317,49 @@ def test_stage_cli_writes_metrics_plots_and_report(data, tmp_path, pose_weights)
     assert res.exit_code == 0, res.output
     assert "held-out 4 frames" in res.output and "transfer 8 frames" in res.output and "baseline" in res.output
     _check_outputs(tmp_path / "metrics", tmp_path / "report.html", expect_curves=True)
+
+
+def _strict_json(path: Path) -> dict:
+    """``path`` parsed as strict JSON: NaN, Infinity and -Infinity (which Python writes by default) fail."""
+
+    def refuse(token: str):
+        raise AssertionError(f"{path.name}: {token} is not JSON")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def test_figures_that_cannot_be_computed_are_written_as_null(data, tmp_path, pose_weights):
+    """No person found anywhere (a detection score of 0.99 is out of reach for these tiny frames)
+    and no face box in the held-out frames: the pose and face figures are null, present, and
+    the files are strict JSON; every other figure is a finite number."""
+    from stages.evaluate import main
+
+    labels = tmp_path / "labels"
+    shutil.copytree(data["labels"], labels)
+    _patch_index(labels, face_ok=dict.fromkeys(HOLDOUT, False))
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"evaluate": {"device": "cpu", "pose_model": str(pose_weights), "imgsz": 128,
+                                                   "det_conf": 0.99, "sample_frames": 0, "face": False}}))
+    res = CliRunner().invoke(main, [
+        "--generator", str(data["generator"]), "--face", str(tmp_path / "no_face.pt"), "--frames",
+        str(data["frames"]), "--labels", str(labels), "--transfer-labels", str(labels), "--transfer-video",
+        str(data["video"]), "--metrics-dir", str(tmp_path / "metrics"), "--report", str(tmp_path / "r.html"),
+        "--params", str(params)])
+    assert res.exit_code == 0, res.output
+    ev, tr = _strict_json(tmp_path / "metrics" / "eval.json"), _strict_json(tmp_path / "metrics" / "transfer.json")
+    assert set(ev) == EVAL_KEYS and set(tr) == TRANSFER_KEYS  # nothing left out
+    null_eval = {"pose_distance", "baseline_pose_distance", "ssim_face", "psnr_face", "baseline_ssim_face",
+                 "baseline_psnr_face"}
+    assert {k for k, v in ev.items() if v is None} == null_eval
+    assert {k for k, v in tr.items() if v is None} == {"pose_distance"}
+    for d in (ev, tr):
+        assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in d.values() if v is not None)
+    assert ev["no_person_rate"] == 1.0 and ev["baseline_no_person_rate"] == 1.0 and ev["face_frames"] == 0
+    assert tr["detection_rate"] == 0.0 and tr["person_frames"] == N
+    # the per-frame tables leave those cells empty
+    per_frame = pd.read_csv(tmp_path / "metrics" / "eval_per_frame.csv", keep_default_na=False)
+    assert (per_frame[["pose_distance", "ssim_face", "baseline_pose_distance"]] == "").all().all()
+    assert "pose distance n/a" in res.output
 
 
 def test_stage_cli_rejects_a_video_that_does_not_match_the_labels(data, tmp_path, pose_weights):
