@@ -73,7 +73,7 @@ class _AudioCopier:
             raise DancepipeError(f"{source}: audio start {start!r} s is not a time >= 0")
         self.input = av.open(str(source))
         self.in_stream = self.input.streams.audio[0]
-        codec = self.in_stream.codec_context.name
+        codec = self.in_stream.codec_context.codec.canonical_name  # "mp3", not its decoder "mp3float"
         self.copy = codec in MP4_COPY_CODECS
         # Keep audio in sync with the first video frame: the video timeline starts there.
         video = self.input.streams.video[0] if self.input.streams.video else None

@@ -188,3 +188,84 @@ def test_a_negative_audio_start_is_refused(tmp_path):
         with mp4_writer(tmp_path / "o.mp4", width=64, height=48, fps=10, audio_from=src, audio_start=-1.0) as w:
             w.write(_frames(1)[0])
     assert not (tmp_path / "o.mp4").exists()
+
+
+def write_tone_source(path, audio_codec: str, video_codec: str = "libx264", n: int = 20, fps: int = 10,
+                      rate: int = 48000, tone_hz: float = 440.0, options: dict[str, str] | None = None):
+    """A grey clip (``n`` frames) with a stereo ``tone_hz`` sine of the clip's length in ``audio_codec``.
+
+    The container follows ``path``'s extension; samples are written in the encoder's first
+    sample format.
+    """
+    container = av.open(str(path), "w")
+    v = container.add_stream(video_codec, rate=fps)
+    v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+    a = container.add_stream(audio_codec, rate=rate, options=options or {})
+    a.layout = "stereo"
+    fmt = av.AudioFormat(av.Codec(audio_codec, "w").audio_formats[0].name)
+    for img in _frames(n):
+        container.mux(v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+    container.mux(v.encode())
+    total = int(n / fps * rate)
+    tone = 0.4 * np.sin(2 * np.pi * tone_hz * np.arange(total) / rate)
+    scale = {"flt": 1.0, "s16": 32767.0, "s32": 2**31 * 0.99}[fmt.name.rstrip("p")]
+    dtype = {"flt": np.float32, "s16": np.int16, "s32": np.int32}[fmt.name.rstrip("p")]
+    for start in range(0, total, 1024):
+        x = tone[start:start + 1024] * scale
+        data = np.stack([x, x]) if fmt.is_planar else np.repeat(x, 2)[None]
+        f = av.AudioFrame.from_ndarray(np.ascontiguousarray(data.astype(dtype)), format=fmt.name, layout="stereo")
+        f.sample_rate, f.pts = rate, start
+        container.mux(a.encode(f))
+    container.mux(a.encode())
+    container.close()
+    return path
+
+
+def _codec(stream) -> str:
+    """The codec of a stream (FFmpeg's codec name, not its decoder's: mp3, not mp3float)."""
+    return stream.codec_context.codec.canonical_name
+
+
+def _dominant_hz(samples: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / rate)[np.argmax(spectrum)])
+
+
+# source file, its audio encoder (options), its video encoder, the codec expected in the MP4,
+# and the longest packet the copied track may end with (AAC re-encoding: two 1024-sample frames)
+AUDIO_SOURCES = {
+    "mp3 in avi": ("src.avi", "libmp3lame", None, "libx264", "mp3", 1152),
+    "ac3 in mkv": ("src.mkv", "ac3", None, "libx264", "ac3", 1536),
+    "eac3 in mp4": ("src.mp4", "eac3", None, "libx264", "eac3", 1536),
+    "alac in mov": ("src.mov", "alac", None, "libx264", "alac", 4096),
+    "opus in webm": ("src.webm", "libopus", None, "libvpx-vp9", "aac", 2048),
+    "vorbis in webm": ("src.webm", "vorbis", {"strict": "experimental"}, "libvpx", "aac", 2048),
+    "flac in mkv": ("src.mkv", "flac", None, "libx264", "aac", 2048),
+}
+
+
+@pytest.mark.parametrize("case", list(AUDIO_SOURCES))
+def test_each_documented_audio_codec_is_copied_or_reencoded_to_aac(tmp_path, case):
+    """docs/render-evaluate.md: AAC, MP3, AC-3, E-AC-3 and ALAC are copied unchanged; anything
+    else (Vorbis, Opus-in-WebM, FLAC, PCM, ...) becomes AAC. Either way the MP4 holds the
+    source's tone, as long as the video (1.5 s of a 2 s source)."""
+    name, encoder, options, video_codec, expected, max_packet = AUDIO_SOURCES[case]
+    src = write_tone_source(tmp_path / name, encoder, video_codec, options=options)
+    with av.open(str(src)) as c:
+        source_codec = _codec(c.streams.audio[0])
+    out = tmp_path / "out.mp4"
+    with mp4_writer(out, width=64, height=48, fps=10, audio_from=src) as w:
+        for img in _frames(15):
+            w.write(img)
+    with av.open(str(out)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio"]
+        assert _codec(c.streams.audio[0]) == expected, f"{source_codec} became {_codec(c.streams.audio[0])}"
+        assert c.streams.audio[0].rate == 48000
+    samples, rate = decoded_audio(out)
+    assert 1.5 - 0.005 <= len(samples) / rate <= 1.5 + max_packet / rate + 0.005
+    assert _dominant_hz(samples[rate // 10:], rate) == pytest.approx(440.0, abs=2.0)
+    if expected == source_codec:  # remuxed: the packets are the source's, byte for byte
+        with av.open(str(src)) as a, av.open(str(out)) as b:
+            src_packets = [bytes(p) for p in a.demux(a.streams.audio[0]) if p.size][:10]
+            out_packets = [bytes(p) for p in b.demux(b.streams.audio[0]) if p.size][:10]
+        assert src_packets == out_packets
