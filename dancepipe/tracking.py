@@ -5,9 +5,11 @@ into tracks by box overlap between consecutive sightings, with an optimal one-to
 assignment per frame so two people crossing keep their identities. A track may skip
 up to ``max_gap`` frames where its person was not detected.
 
-The subject is the track that dominates the video: the largest sum over its frames
-of box area × detection score. A bystander in the background (small box) or someone
-walking through briefly (few frames) cannot outweigh the person the video is about.
+By default (``auto``) the subject is the track that dominates the video: the largest
+sum over its frames of box area × detection score. A bystander in the background (small
+box) or someone walking through briefly (few frames) cannot outweigh the person the
+video is about. When that is the wrong person, the subject can be chosen as the largest
+or the longest-seen track, or as the person standing at a point of the first frames.
 Tracks broken by a long miss are stitched back onto the subject when they do not
 overlap it in time and their boxes continue its last (or next) box.
 
@@ -145,16 +147,68 @@ def _stitch(subject: list[Track], others: list[Track], iou_threshold: float) -> 
     return chosen
 
 
-def select_subject(frames: Sequence[Detections], iou_threshold: float = 0.2, max_gap: int = 15) -> np.ndarray:
+# How the subject's track is chosen among all tracks (see select_subject).
+RULES = ("auto", "largest", "longest")
+# A subject point must fall inside the person's box within this many first frames.
+POINT_FRAMES = 30
+
+
+def _pick_at_point(tracks: list[Track], point: tuple[float, float], within: int) -> int:
+    """The track whose box contains ``point`` (pixels) earliest in the first ``within`` frames.
+
+    Several at once: the one with the smallest box there (the person standing at the
+    point, not someone large behind it). Raises ValueError when nobody is there.
+    """
+    x, y = point
+    best: tuple[int, float, int] | None = None
+    for k, tr in enumerate(tracks):
+        for t, box in zip(tr.frames, tr.boxes, strict=True):
+            if t >= within:
+                break
+            if box[0] <= x <= box[2] and box[1] <= y <= box[3]:
+                key = (t, _area(box), k)
+                best = key if best is None or key < best else best
+                break
+    if best is None:
+        raise ValueError(f"no detected person covers the point ({x:.0f}, {y:.0f}) px in the first {within} frames")
+    return best[2]
+
+
+def select_subject(
+    frames: Sequence[Detections], iou_threshold: float = 0.2, max_gap: int = 15, rule: str = "auto",
+    point: tuple[float, float] | None = None, point_frames: int = POINT_FRAMES,
+) -> np.ndarray:
     """Index of the subject's detection in every frame, -1 where the subject is not seen.
 
-    Returns an int64 array of length ``len(frames)``.
+    The subject's track is, by ``rule``: ``auto`` the largest sum of box area × score
+    over its frames (the person the video is about), ``largest`` the largest median
+    box (the person nearest the camera), ``longest`` the most frames. With ``point``
+    (x, y in pixels) the rule is ignored: the subject is the person whose box covers
+    that point earliest within the first ``point_frames`` frames (ValueError when
+    nobody does). Returns an int64 array of length ``len(frames)``.
     """
+    if rule not in RULES:
+        raise ValueError(f"unknown subject rule '{rule}'; choose one of {', '.join(RULES)}")
     out = np.full(len(frames), -1, dtype=np.int64)
     tracks = link_tracks(frames, iou_threshold, max_gap)
     if not tracks:
+        if point is not None:
+            raise ValueError("no person is detected in any frame, so no subject point can be matched")
         return out
-    best = max(range(len(tracks)), key=lambda k: (tracks[k].weight, -tracks[k].first))
+    if point is not None:
+        best = _pick_at_point(tracks, point, point_frames)
+    else:
+        def score(k: int) -> tuple[float, int]:
+            tr = tracks[k]
+            if rule == "largest":
+                value = float(np.median([_area(b) for b in tr.boxes]))
+            elif rule == "longest":
+                value = float(len(tr.frames))
+            else:
+                value = tr.weight
+            return value, -tr.first
+
+        best = max(range(len(tracks)), key=score)
     others = [tr for k, tr in enumerate(tracks) if k != best]
     for tr in _stitch([tracks[best]], others, iou_threshold):
         out[tr.frames] = tr.dets

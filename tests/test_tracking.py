@@ -146,3 +146,84 @@ def test_property_output_indices_valid(n, people, seed):
     # a track is one person: every frame appears at most once per track
     for tr in link_tracks(frames, 0.2, 15):
         assert len(set(tr.frames)) == len(tr.frames) and tr.frames == sorted(tr.frames)
+
+
+# --------------------------------------------------------------------------- choosing the subject
+
+
+def _two_people(n: int = 40) -> list[Detections]:
+    """A big person seen in frames 0-19 only, a small one seen in all 40 (both at fixed places)."""
+    big, small = [600.0, 100.0, 1000.0, 1000.0], [100.0, 300.0, 200.0, 500.0]
+    return [det([big, small] if t < 20 else [small]) for t in range(n)]
+
+
+def test_largest_and_longest_pick_by_box_size_and_by_frames_seen():
+    frames = _two_people()
+    big_frames = np.array([t < 20 for t in range(40)])
+    largest = select_subject(frames, rule="largest")
+    assert (largest[big_frames] == 0).all() and (largest[~big_frames] == -1).all()
+    longest = select_subject(frames, rule="longest")
+    np.testing.assert_array_equal(longest, np.where(big_frames, 1, 0))  # the small one, wherever it is listed
+    # auto weighs area x score x frames: 20 frames of 360,000 px beat 40 of 20,000
+    np.testing.assert_array_equal(select_subject(frames), largest)
+
+
+def test_a_point_picks_the_person_standing_there():
+    frames = _two_people()
+    chosen = select_subject(frames, point=(150.0, 400.0))  # inside the small person's box
+    np.testing.assert_array_equal(chosen, np.where(np.arange(40) < 20, 1, 0))
+    chosen = select_subject(frames, point=(800.0, 500.0))  # the big person
+    assert (chosen[:20] == 0).all() and (chosen[20:] == -1).all()
+    with pytest.raises(ValueError, match=r"no detected person covers the point \(10, 10\) px in the first 30"):
+        select_subject(frames, point=(10.0, 10.0))
+    # a point covered by someone only after the first frames it may look at is on nobody
+    late = [det([]) for _ in range(35)] + [det([[0.0, 0.0, 50.0, 50.0]])]
+    with pytest.raises(ValueError, match="first 30 frames"):
+        select_subject(late, point=(10.0, 10.0))
+
+
+def test_an_overlapping_point_prefers_the_smaller_box():
+    """Someone standing in front of a larger person: the point means the one it is on, the smaller."""
+    frames = [det([[0.0, 0.0, 1000.0, 1000.0], [400.0, 400.0, 500.0, 600.0]]) for _ in range(10)]
+    assert (select_subject(frames, point=(450.0, 500.0)) == 1).all()
+
+
+def test_an_unknown_rule_is_refused():
+    with pytest.raises(ValueError, match="unknown subject rule 'tallest'"):
+        select_subject(_two_people(), rule="tallest")
+
+
+@pytest.mark.slow
+def test_each_choice_stays_on_its_person_in_the_sports2d_clip(demo_source_video, pose_weights):
+    """Sports2D shows a woman walking from right to left across the front (head below the
+    picture's middle) and a man standing on a box behind her (feet above its 60 % line)
+    until frame 138; he jumps down out of view and later walks on the ground at the right.
+    `auto` must follow her: her box only ever moves left, so it never jumps to him. A
+    point on him must follow him in every frame where he stands on the box, and only there."""
+    import torch
+
+    from dancepipe.posemodel import load_pose_model
+    from dancepipe.poses import PoseRunner, PosesConfig, detect_frames
+    from dancepipe.video import iter_frames, probe
+
+    torch.set_num_threads(2)
+    cfg = PosesConfig(model=str(pose_weights))
+    runner = PoseRunner(load_pose_model(cfg.model, "cpu"), cfg, "cpu")
+    frames = [d for _, _, d in detect_frames(iter_frames(demo_source_video), runner, cfg.batch)]
+    info = probe(demo_source_video)
+
+    def on_the_box(box: np.ndarray) -> bool:
+        return box[3] < 0.6 * info.height
+
+    walk = select_subject(frames)
+    walk_boxes = np.array([frames[t].boxes[k] for t, k in enumerate(walk) if k >= 0])
+    assert len(walk_boxes) >= 150
+    assert (walk_boxes[:, 1] > 0.45 * info.height).all()  # always the person in front
+    centre = (walk_boxes[:, 0] + walk_boxes[:, 2]) / 2
+    assert np.diff(centre).max() < 40 and centre[0] - centre[-1] > 0.6 * info.width  # right to left, no jump
+    jump = select_subject(frames, point=(0.37 * info.width, 0.25 * info.height))
+    on_box = [t for t in range(140) if any(on_the_box(b) for b in frames[t].boxes)]
+    assert len(on_box) >= 120
+    for t in on_box:
+        assert jump[t] >= 0 and on_the_box(frames[t].boxes[jump[t]]), t
+    assert all(on_the_box(frames[t].boxes[k]) for t, k in enumerate(jump) if k >= 0)
