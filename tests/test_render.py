@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -191,6 +192,26 @@ def test_render_writes_one_h264_frame_per_label_at_source_fps_with_audio(inputs,
         assert_source_panel_shows_the_subject(inputs, frame.image[:, :W], i)
 
 
+def test_render_keeps_an_ntsc_source_rate_exactly(inputs, tmp_path):
+    """A 29.97 fps source (30000/1001, as NTSC cameras label it) gives videos at exactly that rate:
+    frame i at i·1001/30000 s, the stream as long as its frames, the audio as long as the video."""
+    ntsc = Fraction(30000, 1001)
+    src = write_video(tmp_path / "ntsc.mp4", inputs["clip"], fps=ntsc, audio_tone_hz=440.0)
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].average_rate == ntsc
+    result = _render(inputs, tmp_path, src)
+    assert result.frames == N
+    for video in (tmp_path / "transfer.mp4", tmp_path / "sbs.mp4"):
+        with av.open(str(video)) as c:
+            stream = c.streams.video[0]
+            assert stream.average_rate == ntsc and stream.guessed_rate == ntsc, video.name
+            times = [Fraction(f.pts) * f.time_base for f in c.decode(stream)]
+            assert times == [i / ntsc for i in range(N)], video.name
+            assert Fraction(stream.duration) * stream.time_base == N / ntsc, video.name
+        samples, rate = decoded_audio(video)
+        assert float(N / ntsc) - 0.005 <= len(samples) / rate <= float(N / ntsc) + 2 * 1024 / rate
+
+
 def test_render_reads_an_ingested_video_directory(inputs, tmp_path):
     ingested = tmp_path / "source"
     ingested.mkdir()
@@ -229,12 +250,91 @@ def test_render_output_matches_generating_directly(inputs, tmp_path):
     assert max(errors) < 1.5
 
 
+def _face_model(path: Path) -> Path:
+    """A real face model file (the face stage's format) whose refiner visibly changes faces: its
+    residual head has non-zero weights, as after training (a fresh head returns the crop as is)."""
+    from dancepipe.face.checkpoint import enabled_payload, save_face_model
+    from dancepipe.face.networks import FaceGenerator
+
+    torch.manual_seed(0)
+    model = FaceGenerator(ngf=8, n_downsample=2, n_blocks=1)
+    with torch.no_grad():
+        model.out[1].weight.normal_(0, 0.05)
+        model.out[1].bias.fill_(0.3)
+    train = {"ngf": 8, "n_downsample": 2, "n_blocks": 1}
+    save_face_model(enabled_payload(model, train, "none", crop_size=16, step=10, metrics={}), path)
+    return path
+
+
+def test_render_face_false_ignores_a_face_model_and_renders_the_generator_alone(inputs, tmp_path):
+    face = _face_model(tmp_path / "face.pt")
+    runs = {}
+    for name, face_path, on in (("alone", None, True), ("face off", face, False), ("face on", face, True)):
+        out = tmp_path / name
+        result = run_render(RenderConfig(device="cpu", preset="ultrafast", crf=0, face=on),
+                            generator_path=inputs["generator"], face_path=face_path, labels_dir=inputs["labels"],
+                            source_video=inputs["silent"], source_poses=None, out=out / "t.mp4",
+                            side_by_side_out=None)
+        runs[name] = (result, [f.image for f in iter_frames(out / "t.mp4")])
+    result, frames = runs["face off"]
+    assert not result.face_applied and result.face_note == "face refinement off: render.face is false"
+    assert len(frames) == N
+    for i, (a, b) in enumerate(zip(runs["alone"][1], frames, strict=True)):
+        assert np.array_equal(a, b), i
+    # the same model with render.face on does change every frame's face box
+    assert runs["face on"][0].face_applied
+    boxes = face_boxes(pd.read_parquet(inputs["labels"] / "index.parquet"))
+    for i, ((x0, y0, s), a, b) in enumerate(zip(boxes, runs["alone"][1], runs["face on"][1], strict=True)):
+        diff = np.abs(a.astype(int) - b.astype(int))
+        assert diff[y0:y0 + s, x0:x0 + s].mean() > 5, i
+
+
 def test_missing_labels_fail_with_one_sentence_and_no_output(inputs, tmp_path):
     with pytest.raises(DancepipeError, match="labels directory does not exist"):
         run_render(RenderConfig(device="cpu"), generator_path=inputs["generator"], face_path=None,
                    labels_dir=tmp_path / "nope", source_video=inputs["silent"], source_poses=None,
                    out=tmp_path / "t.mp4", side_by_side_out=None)
     assert not (tmp_path / "t.mp4").exists()
+
+
+def _break_label(path: Path, how: str) -> str:
+    """Spoil one label PNG; returns what the error names."""
+    if how == "corrupt":
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+        return "not a readable image"
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+        return "not a readable image"
+    cv2.imwrite(str(path), np.zeros((40, 40, 3), np.uint8))
+    return f"label is 40x40, expected {W}x{H}"
+
+
+@pytest.mark.parametrize("how", ["corrupt", "truncated", "wrong size"])
+def test_a_render_failing_part_way_leaves_no_output_and_no_temporary_file(inputs, tmp_path, how):
+    """Label 6 of 12 is spoilt: frames before it are generated and encoded, then the run fails.
+    Neither video nor any temporary sibling is left, and the outputs of an earlier run are untouched."""
+    labels = tmp_path / "labels"
+    shutil.copytree(inputs["labels"], labels)
+    message = _break_label(labels / "000006.png", how)
+    outs = tmp_path / "outputs"
+    outs.mkdir()
+    (outs / "old.mp4").write_bytes(b"an earlier run")
+    written: list[int] = []
+    with pytest.raises(DancepipeError, match=f"000006.png: {message}"):
+        run_render(RenderConfig(device="cpu", preset="ultrafast"), generator_path=inputs["generator"],
+                   face_path=None, labels_dir=labels, source_video=inputs["tone"], source_poses=inputs["poses"],
+                   out=outs / "transfer.mp4", side_by_side_out=outs / "sbs.mp4", progress=written.append)
+    assert sum(written) == 6  # it failed part-way: frames 0-5 were generated and queued for encoding
+    assert sorted(p.name for p in outs.iterdir()) == ["old.mp4"]
+    # an earlier render's videos stay as they were
+    for name in ("transfer.mp4", "sbs.mp4"):
+        (outs / name).write_bytes(name.encode())
+    with pytest.raises(DancepipeError, match=message):
+        run_render(RenderConfig(device="cpu", preset="ultrafast"), generator_path=inputs["generator"],
+                   face_path=None, labels_dir=labels, source_video=inputs["tone"], source_poses=inputs["poses"],
+                   out=outs / "transfer.mp4", side_by_side_out=outs / "sbs.mp4")
+    assert sorted(p.name for p in outs.iterdir()) == ["old.mp4", "sbs.mp4", "transfer.mp4"]
+    assert [(outs / n).read_bytes() for n in ("transfer.mp4", "sbs.mp4")] == [b"transfer.mp4", b"sbs.mp4"]
 
 
 def test_render_config_rejects_bad_values():
