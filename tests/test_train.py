@@ -196,10 +196,21 @@ def test_resume_only_with_the_same_params(clip, tmp_path) -> None:
     cfg = _cfg(steps=6, checkpoint_every=2)
     first = _run(cfg, *clip, tmp_path)
     assert first.resumed_from == 0 and list_checkpoints(tmp_path / "ck") == [2, 4]
+    finished = load_generator(tmp_path / "generator.pt")[0].state_dict()
     again = _run(cfg, *clip, tmp_path)
     assert again.resumed_from == 4 and again.step == 6
-    other = _run(_cfg(steps=6, checkpoint_every=2, lr=1e-4), *clip, tmp_path)
-    assert other.resumed_from == 0
+    # params that change only how the run goes (how often it checkpoints and samples, loader
+    # workers, the device spelling) keep the checkpoints: the run resumes and ends where it did
+    logistics = _cfg(steps=6, checkpoint_every=5, sample_every=1, workers=0, pin_memory=False, device="cpu")
+    assert logistics.model_dump() != cfg.model_dump()
+    resumed = _run(logistics, *clip, tmp_path)
+    assert resumed.resumed_from == 4 and list_checkpoints(tmp_path / "ck") == [2, 4, 5]  # now every 5 steps
+    for (k, a), b in zip(load_generator(tmp_path / "generator.pt")[0].state_dict().items(), finished.values(),
+                         strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
+    # a param that changes the result starts over, and clears the other run's checkpoints
+    other = _run(_cfg(steps=6, checkpoint_every=3, lr=1e-4), *clip, tmp_path)
+    assert other.resumed_from == 0 and list_checkpoints(tmp_path / "ck") == [3]
 
 
 def _real_subset(frames_dir: Path, labels_dir: Path, root: Path, n: int, size: tuple[int, int]) -> tuple[Path, Path]:
