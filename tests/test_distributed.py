@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -15,6 +20,7 @@ from dancepipe.train import TrainConfig, Trainer, resolve_switches
 from tests.fixtures.train import TINY_TRAIN, write_clip
 
 STEPS = 4
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _free_port() -> int:
@@ -84,3 +90,63 @@ def test_context_from_env_and_torchrun_command() -> None:
     cmd = du.torchrun_command(2, "stages/train.py", ["--out", "x.pt"])
     assert cmd[-4:] == ["--nproc_per_node=2", "stages/train.py", "--out", "x.pt"]
     assert "--standalone" in cmd
+
+
+def _stage_params(path: Path, **train) -> Path:
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"].update({**TINY_TRAIN, **train})
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.mark.slow
+def test_stage_with_two_devices_runs_torchrun_and_only_rank_0_writes(tmp_path) -> None:
+    """``train.devices: 2`` on CPU: the stage relaunches itself under torchrun (two gloo ranks).
+    Every output is written once, by rank 0, and the generator is the one a single process
+    reaches with the same global batch."""
+    from dancepipe.checkpoint import list_checkpoints, load_generator
+    from dancepipe.train import run_training
+
+    frames, labels = write_clip(tmp_path / "clip", n=12)
+    common = {"steps": STEPS, "checkpoint_every": 2, "sample_every": 2, "num_d": 2, "lr": 1e-3, "amp": "off",
+              "device": "cpu"}
+    params = _stage_params(tmp_path / "params.yaml", devices=2, batch_size=1, **common)
+    run = tmp_path / "run"
+    cmd = [sys.executable, str(REPO / "stages" / "train.py"), "--frames", str(frames), "--labels", str(labels),
+           "--out", str(run / "generator.pt"), "--checkpoints", str(run / "ck"), "--logdir", str(run / "live"),
+           "--params", str(params)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summaries = [line for line in done.stdout.splitlines() if line.startswith("train: ")]
+    assert len(summaries) == 1 and f"train: {STEPS} steps on 2 process(es)" in summaries[0], done.stdout
+    # each output exists once and nothing half-written is left
+    assert sorted(p.name for p in run.iterdir()) == ["ck", "generator.pt", "live"]
+    assert not [p for p in run.rglob("*") if ".tmp-" in p.name]
+    assert list_checkpoints(run / "ck") == [2]
+    metrics = json.loads((run / "live" / "metrics.json").read_text())
+    assert metrics["step"] == STEPS
+    for tsv in (run / "live" / "plots" / "metrics").glob("*.tsv"):
+        steps = pd.read_csv(tsv, sep="\t")["step"].tolist()
+        assert steps == list(range(1, STEPS + 1)), (tsv.name, steps)  # one row per step: one writer
+    grids = sorted(p.name for p in (run / "live" / "plots" / "images" / "samples").iterdir())
+    assert grids == ["step_000002.png", "step_000004.png"]
+    g, meta = load_generator(run / "generator.pt")
+    assert (meta["step"], meta["train"]["world_size"], meta["train"]["global_batch"]) == (STEPS, 2, 2)
+    # one process, batch 2 = 2 ranks x 1: the same weights
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        from dancepipe.train import TrainConfig
+
+        single = run_training(TrainConfig(**{**TINY_TRAIN, **common, "batch_size": 2}), frames, labels,
+                              tmp_path / "single" / "generator.pt", tmp_path / "single" / "ck",
+                              tmp_path / "single" / "live")
+    finally:
+        torch.set_num_threads(old)
+    assert single.step == STEPS
+    g_single, _ = load_generator(tmp_path / "single" / "generator.pt")
+    for (k, a), b in zip(g.state_dict().items(), g_single.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=2e-5, msg=k)
