@@ -126,3 +126,14 @@ def make_video(tmp_path: Path):
         return write_video(tmp_path / name, frames, **kwargs)
 
     return _make
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test's torch work on one thread (tiny networks are faster so on a shared 2-core CPU)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

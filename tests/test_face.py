@@ -26,14 +26,7 @@ from dancepipe.keypoints import KP
 from dancepipe.networks import GeneratorArch, build_generator, init_weights
 from stages.train_face import main as train_face_cli
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: one thread is much faster than two on a shared, loaded CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: one thread is faster on 2 loaded cores
 
 
 # --------------------------------------------------------------------------- face boxes

@@ -17,13 +17,7 @@ from dancepipe.networks import (
     temporal_pair,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: one thread is faster on 2 loaded cores
 
 
 def _images(b: int, h: int, w: int, seed: int = 0) -> torch.Tensor:

@@ -82,8 +82,12 @@ def _leg_lengths(kps: np.ndarray) -> dict[str, float]:
 @pytest.fixture
 def stretched(tmp_path: Path) -> dict[str, Path]:
     """Target 60 frames; source = the target's motion with thighs and shins 20 % longer."""
-    target = articulated(60, LENGTHS)
-    source = articulated(60, {**LENGTHS, "thigh": 0.3, "shin": 0.3}, size=300.0, seed=0)
+    return _pair(tmp_path, articulated(60, LENGTHS),
+                 articulated(60, {**LENGTHS, "thigh": 0.3, "shin": 0.3}, size=300.0, seed=0))
+
+
+def _pair(tmp_path: Path, target: np.ndarray, source: np.ndarray) -> dict[str, Path]:
+    """Pose tables of both, the target's frames directory and the fitted normfit stats."""
     paths = {
         "target": write_pose_table(tmp_path / "t.parquet", target, 1080, 1920),
         "source": write_pose_table(tmp_path / "s.parquet", source, 1280, 720),
@@ -187,15 +191,7 @@ def test_retarget_none_is_the_normalised_pose_as_before(stretched):
 def _with_knees_mostly_missing(tmp_path: Path) -> dict[str, Path]:
     target = articulated(40, LENGTHS)
     target[:28, [KP["left_knee"], KP["right_knee"]], :2] = np.nan  # knees seen in 12 of 40 frames
-    source = articulated(40, LENGTHS, size=300.0, seed=1)
-    paths = {
-        "target": write_pose_table(tmp_path / "t.parquet", target, 1080, 1920),
-        "source": write_pose_table(tmp_path / "s.parquet", source, 1280, 720),
-        "frames": write_frames_dir(tmp_path / "frames", target, 1080, 1920),
-    }
-    run_normfit(paths["target"], paths["source"], tmp_path / "stats.json", None, NormfitConfig())
-    paths["norm"] = tmp_path / "stats.json"
-    return paths
+    return _pair(tmp_path, target, articulated(40, LENGTHS, size=300.0, seed=1))
 
 
 def test_a_target_without_knees_cannot_be_retargeted(tmp_path, repo_root):

@@ -15,12 +15,7 @@ from tests.fixtures.train import TINY_TRAIN, write_clip
 ARCH = dict(ngf=8, n_downsample=2, n_blocks=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: one thread is faster on 2 loaded cores
 
 
 def _first_conv(g: torch.nn.Module) -> torch.nn.Conv2d:
