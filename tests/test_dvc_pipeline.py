@@ -3,7 +3,9 @@
 ``dvc repro`` builds everything once (shared by all tests in the session); a second
 ``dvc repro`` runs nothing; changing one param reruns exactly its stage and the stages
 downstream of it; ``dvc exp run -S`` records an experiment whose evaluate metrics
-``dvc exp show`` lists next to the baseline's; ``dvc dag`` is the designed graph.
+``dvc exp show`` lists next to the baseline's, and ``dvc metrics diff`` / ``dvc params diff``
+between the two runs report what their files hold; ``dvc plots show`` renders every plot
+dvc.yaml declares; ``dvc dag`` is the designed graph.
 """
 
 from __future__ import annotations
@@ -109,6 +111,67 @@ def test_second_repro_runs_nothing_and_status_is_clean(project: Path) -> None:
     assert again.skipped == ALL_STAGES
     clean, out = status_clean(project)
     assert clean, out
+
+
+def declared_plots(project: Path) -> dict[str, dict[str, list[str]] | None]:
+    """Every plot dvc.yaml declares, read from the file: top-level plot id → {file: y columns},
+    and each stage plot's files (a directory stands for every file under it) → None."""
+    import yaml
+
+    spec = yaml.safe_load((project / "dvc.yaml").read_text(encoding="utf-8"))
+    plots: dict[str, dict[str, list[str]] | None] = {}
+    for item in spec.get("plots", []):
+        (name, props), = item.items()
+        plots[name] = {f: ([ys] if isinstance(ys, str) else list(ys)) for f, ys in props["y"].items()}
+    for stage in spec["stages"].values():
+        for entry in stage.get("plots", []) + stage.get("do", {}).get("plots", []):
+            path = project / (entry if isinstance(entry, str) else next(iter(entry)))
+            files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+            assert files, f"{path}: a declared plot with nothing to show"
+            plots.update({str(f.relative_to(project)): None for f in files})
+    return plots
+
+
+def _rows(path: Path) -> int:
+    import pandas as pd
+
+    return len(pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ","))
+
+
+@pytest.mark.slow
+def test_plots_show_renders_every_declared_plot(project: Path, tmp_path: Path) -> None:
+    """``dvc plots show`` on the reproduced project renders each plot dvc.yaml declares (top-level
+    plots by id, stage plots by file), with every data row of the files behind it, and no error."""
+    declared = declared_plots(project)
+    assert {"eval_ssim", "eval_psnr", "pose_distance", "warp_error", "data/norm/normfit.png",
+            "metrics/eval_per_frame.csv", "metrics/transfer_per_frame.csv"} <= set(declared)
+    out = dvc(project, "plots", "show", "--json", "-o", str(tmp_path / "json")).stdout
+    shown = json.loads(out.strip().splitlines()[-1])  # the JSON line, after any warnings
+    assert not shown.get("errors"), shown.get("errors")
+    data = shown["data"]
+    assert set(data) == set(declared)
+    for plot_id, files in declared.items():
+        (rendered,) = data[plot_id]
+        if files is not None:  # a top-level plot: one row per (file row, y column)
+            values = rendered["content"]["data"]["values"]
+            expected = {f"{Path(f).name}::{y}": _rows(project / f) for f, ys in files.items() for y in ys}
+            got: dict[str, int] = {}
+            for v in values:
+                # DVC names the series "<file>::<column>", or just the column when one file is plotted
+                series = v["filename::field"] if len(files) > 1 else f"{Path(next(iter(files))).name}::{v['field']}"
+                got[series] = got.get(series, 0) + 1
+                assert v["dvc_inferred_y_value"] == v[series.split("::")[1]], (plot_id, v)
+            assert got == expected, plot_id
+        elif plot_id.endswith(".png"):
+            assert rendered["type"] == "image"
+            assert Path(rendered["url"]).read_bytes() == (project / plot_id).read_bytes(), plot_id
+        else:
+            assert rendered["type"] == "vega"
+            assert len(rendered["content"]["data"]["values"]) == _rows(project / plot_id), plot_id
+    # the HTML page names every plot
+    dvc(project, "plots", "show", "-o", str(tmp_path / "html"))
+    html = (tmp_path / "html" / "index.html").read_text(encoding="utf-8")
+    assert [p for p in declared if p not in html] == []
 
 
 def test_dag_is_the_designed_graph(tmp_path: Path) -> None:
@@ -240,3 +303,28 @@ def test_exp_run_records_metrics_for_both_runs(project: Path, tmp_path: Path) ->
     assert _same(base_t, json.loads(git(work, "show", "HEAD:metrics/transfer.json").stdout))
     assert _same(exp_t, json.loads((work / "metrics" / "transfer.json").read_text(encoding="utf-8")))
     assert exp_t["frames"] == base_t["frames"] > 0
+    check_diffs_between(work, "HEAD", "crf28", {"render.crf": (_param(baseline, "render.crf"), 28)})
+
+
+def check_diffs_between(work: Path, old_rev: str, new_rev: str, params: dict[str, tuple[Any, Any]]) -> None:
+    """``dvc params diff`` lists exactly ``params`` (key → (old, new)); ``dvc metrics diff`` gives, for
+    every metrics file dvc.yaml declares, the values of the two runs' files (``new_rev``'s results
+    are in the workspace), and without ``--all`` exactly the keys whose values differ."""
+    import yaml
+
+    diff = json.loads(dvc(work, "params", "diff", old_rev, new_rev, "--json").stdout)
+    assert {k: (v["old"], v["new"]) for k, v in diff.get("params.yaml", {}).items()} == params
+    assert set(diff) == {"params.yaml"}
+    stages = yaml.safe_load((work / "dvc.yaml").read_text(encoding="utf-8"))["stages"].values()
+    files = [next(iter(m)) if isinstance(m, dict) else m for st in stages for m in st.get("metrics", [])]
+    assert "metrics/eval.json" in files and "metrics/transfer.json" in files
+    every = json.loads(dvc(work, "metrics", "diff", old_rev, new_rev, "--all", "--json").stdout)
+    changed = json.loads(dvc(work, "metrics", "diff", old_rev, new_rev, "--json").stdout)
+    assert set(every) == set(files)
+    for f in files:
+        old = _plain(json.loads(git(work, "show", f"{old_rev}:{f}").stdout))
+        new = _plain(json.loads((work / f).read_text(encoding="utf-8")))
+        assert _plain({k: v["old"] for k, v in every[f].items()}) == old, f
+        assert _plain({k: v["new"] for k, v in every[f].items()}) == new, f
+        differ = {k for k in {*old, *new} if old.get(k) != new.get(k)}
+        assert set(changed.get(f, {})) == differ, f
