@@ -195,7 +195,7 @@ def probe(path: str | Path) -> VideoInfo:
             rotation=rotation,
             codec=stream.codec_context.name,
             has_audio=audio is not None,
-            audio_codec=audio.codec_context.name if audio is not None else None,
+            audio_codec=audio.codec_context.codec.canonical_name if audio is not None else None,
             variable_frame_rate=vfr,
         )
     finally:

@@ -269,3 +269,12 @@ def test_each_documented_audio_codec_is_copied_or_reencoded_to_aac(tmp_path, cas
             src_packets = [bytes(p) for p in a.demux(a.streams.audio[0]) if p.size][:10]
             out_packets = [bytes(p) for p in b.demux(b.streams.audio[0]) if p.size][:10]
         assert src_packets == out_packets
+
+
+def test_probe_names_the_audio_codec_not_its_decoder(tmp_path):
+    """MP3 decodes with FFmpeg's 'mp3float' decoder; probe (and so meta.json) says 'mp3'."""
+    from dancepipe.video import probe
+
+    name, encoder, options, video_codec, _, _ = AUDIO_SOURCES["mp3 in avi"]
+    src = write_tone_source(tmp_path / name, encoder, video_codec, options=options)
+    assert probe(src).audio_codec == "mp3"
