@@ -37,7 +37,7 @@ from dancepipe.keypoints import SCHEMA, read_table
 from dancepipe.transform import CropTransform
 from dancepipe.video import probe
 
-CLIPS = {"target": "pose2sim_cam01", "source": "sports2d"}
+CLIPS = {"target": "dancer", "source": "sports2d"}  # the demo pair (params.yaml ingest)
 
 
 def synthetic_poses(width: int, height: int, frames: int, fps: float) -> pd.DataFrame:
@@ -70,7 +70,10 @@ def run_ffmpeg(exe: str, video: Path, t: CropTransform, out: Path, threads: int)
     out.mkdir(parents=True, exist_ok=True)
     cmd = [
         exe, "-v", "error", "-nostdin", "-threads", str(threads), "-i", str(video),
-        "-vf", ffmpeg_filter(t), "-q:v", "2", "-threads", str(threads), str(out / "%06d.jpg"),
+        # passthrough: one JPEG per decoded frame (the image muxer would otherwise pad to the
+        # container's announced rate, e.g. 1,572 images for the dancer's 1,571 frames)
+        "-vf", ffmpeg_filter(t), "-fps_mode", "passthrough", "-q:v", "2", "-threads", str(threads),
+        str(out / "%06d.jpg"),
     ]
     subprocess.run(cmd, check=True)
     return len(list(out.glob("*.jpg")))
