@@ -123,16 +123,25 @@ def _wait_ready(server: S3Server, proc: subprocess.Popen, timeout: float) -> Non
         except BotoCoreError as e:
             last = e
         time.sleep(0.5)
-    raise TimeoutError(f"SeaweedFS S3 did not become ready in {timeout:.0f} s ({last}); log: {server.log}")
+    raise TimeoutError(
+        f"SeaweedFS S3 did not become ready in {timeout:.0f} s ({last}); "
+        f"{shutil.disk_usage(server.log.parent).free / 2**20:.0f} MiB free there; "
+        f"log errors:\n{_log_errors(server.log)}"
+    )
 
 
-@contextlib.contextmanager
-def seaweedfs(workdir: str | os.PathLike[str], bucket: str = "dvc-remote", timeout: float = 90.0) -> Iterator[S3Server]:
-    """Run SeaweedFS (master + volume + filer + S3) on free 127.0.0.1 ports with a bucket.
+def _log_errors(log: Path, lines: int = 20) -> str:
+    """The last ``lines`` error and warning lines of a weed log (glog prefixes E and W)."""
+    try:
+        text = log.read_text(errors="replace").splitlines()
+    except OSError as e:
+        return f"(log unreadable: {e})"
+    picked = [line for line in text if line[:1] in ("E", "W")]
+    return "\n".join(picked[-lines:]) or "(no error lines)"
 
-    Data and logs live under ``workdir``. The process is always stopped on exit.
-    """
-    workdir = Path(workdir)
+
+def _start(workdir: Path, bucket: str) -> tuple[subprocess.Popen, S3Server, list[int]]:
+    """Launch one ``weed server -s3`` with its data and log under ``workdir``."""
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     identities = {
@@ -147,14 +156,17 @@ def seaweedfs(workdir: str | os.PathLike[str], bucket: str = "dvc-remote", timeo
     s3_config = workdir / "s3.json"
     s3_config.write_text(json.dumps(identities), encoding="utf-8")
     # gRPC ports are given explicitly: by default weed uses http port + 10000.
-    (master, master_g, volume, volume_g, filer, filer_g, s3, s3_g) = _free_ports(8)
+    ports = _free_ports(8)
+    (master, master_g, volume, volume_g, filer, filer_g, s3, s3_g) = ports
     cmd = [
         str(weed_binary()), "server",
         f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         f"-master.port={master}", f"-master.port.grpc={master_g}",
         "-master.telemetry=false", "-master.volumeSizeLimitMB=64",
         f"-volume.port={volume}", f"-volume.port.grpc={volume_g}",
-        "-volume.max=0", "-volume.preStopSeconds=0",
+        # A fixed slot count: `-volume.max=0` derives it from free disk space, and a
+        # nearly full CI disk then leaves no writable volume (every PUT answers 500).
+        "-volume.max=8", "-volume.minFreeSpace=16MiB", "-volume.preStopSeconds=0",
         "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_g}",
         "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_g}", f"-s3.config={s3_config}",
         "-s3.port.iceberg=0", "-s3.port.lance=0",
@@ -167,16 +179,47 @@ def seaweedfs(workdir: str | os.PathLike[str], bucket: str = "dvc-remote", timeo
         endpoint=f"http://127.0.0.1:{s3}", bucket=bucket, access_key=ACCESS_KEY,
         secret_key=SECRET_KEY, pid=proc.pid, log=log,
     )
-    try:
-        _wait_ready(server, proc, timeout)
-        yield server
-    finally:
-        # weed often ignores SIGTERM while its gRPC servers drain: SIGKILL follows.
-        stop_process(proc)
-        for port in (master, master_g, volume, volume_g, filer, filer_g, s3, s3_g):
-            for sock in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-{port}.sock"):
-                with contextlib.suppress(OSError):
-                    sock.unlink()
+    return proc, server, ports
+
+
+def _stop(proc: subprocess.Popen, ports: list[int]) -> None:
+    """Stop one server and remove the unix sockets weed leaves in the temp dir."""
+    # weed often ignores SIGTERM while its gRPC servers drain: SIGKILL follows.
+    stop_process(proc)
+    for port in ports:
+        for sock in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-{port}.sock"):
+            with contextlib.suppress(OSError):
+                sock.unlink()
+
+
+@contextlib.contextmanager
+def seaweedfs(
+    workdir: str | os.PathLike[str], bucket: str = "dvc-remote", timeout: float = 60.0, attempts: int = 3
+) -> Iterator[S3Server]:
+    """Run SeaweedFS (master + volume + filer + S3) on free 127.0.0.1 ports with a bucket.
+
+    Data and logs live under ``workdir``. A server that does not store an object within
+    ``timeout`` seconds is stopped and a fresh one (new ports, new data dir) started, up
+    to ``attempts`` times: weed's start-up is occasionally wedged on a loaded machine, and
+    a remote test should fail on DVC's behaviour, not on that. The process is always
+    stopped on exit.
+    """
+    workdir = Path(workdir)
+    failures: list[str] = []
+    for attempt in range(1, attempts + 1):
+        proc, server, ports = _start(workdir / f"attempt{attempt}", bucket)
+        try:
+            _wait_ready(server, proc, timeout)
+        except (TimeoutError, RuntimeError) as e:
+            _stop(proc, ports)
+            failures.append(f"attempt {attempt}: {e}")
+            continue
+        try:
+            yield server
+        finally:
+            _stop(proc, ports)
+        return
+    raise TimeoutError(f"SeaweedFS never became ready in {attempts} attempts:\n" + "\n".join(failures))
 
 
 if __name__ == "__main__":  # manual check: start, create the bucket, list it, stop
