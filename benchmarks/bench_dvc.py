@@ -3,8 +3,10 @@
 Figures (each the median of ``--repeats`` runs, every command a fresh ``python -m dvc``):
 
 * anchor: ``dvc --version`` (interpreter + DVC import; the floor of any dvc command);
-* demo project (the real pipeline, reproduced once with small params): no-op
-  ``dvc repro`` and ``dvc status`` — goal < 3 s;
+* demo project (the real pipeline on the shortened clips with small params, one target
+  and three dances, reproduced once): no-op ``dvc repro`` and ``dvc status`` — goal < 3 s;
+* synthetic matrix project: the pipeline's foreach/matrix shape with trivial commands
+  for ``--targets`` (4) × ``--sources`` (8) subjects: the same two figures, goal < 3 s;
 * synthetic project whose ``frames`` and ``labels`` stages each output ``--files``
   (20,000) small JPEG/PNG files: the first ``dvc repro`` (writes, hashes and caches
   them), then no-op ``dvc repro`` and ``dvc status`` — goal < 10 s, plus the same after
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from tests.dvc_helpers import (
+    TEST_CATALOG,
     clone_tree,
     commit_all,
     dvc,
@@ -38,6 +41,7 @@ from tests.dvc_helpers import (
     make_project,
     repro,
     short_clips,
+    stage_outputs,
     tracked_outputs,
 )
 from tests.s3server import S3Server, seaweedfs
@@ -78,6 +82,48 @@ SYNTH_DVC_YAML = """stages:
     params: [files]
     outs: [data/labels]
 """
+
+# The real pipeline's matrix shape with trivial commands: per video (ingest, poses), per
+# subject, per target (frames, labels_train, train, train_face, evaluate), per pair
+# (normfit, labels_transfer, render, evaluate_transfer) and one report.
+MATRIX_SCRIPT = '''"""Write one small file per output path named on the command line."""
+import sys
+from pathlib import Path
+
+for out in sys.argv[1:]:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(out + "\\n")
+'''
+
+
+def _matrix_stage(cmd_out: str, deps: list[str], kind: str = "outs", params: list[str] | None = None) -> dict:
+    stage = {"cmd": f"python w.py {cmd_out}", "deps": ["w.py", *deps],
+             kind: [cmd_out] if kind == "outs" else [{cmd_out: {"cache": False}}]}
+    if params:
+        stage["params"] = params
+    return stage
+
+
+PAIR = "${item.target}/${item.source}"
+MATRIX = {"target": "${targets}", "source": "${sources}"}
+MATRIX_STAGES = {
+    "ingest": {"foreach": "${videos}", "do": _matrix_stage("v/${key}", ["${item}"], params=["videos.${key}"])},
+    "poses": {"foreach": "${videos}", "do": _matrix_stage("p/${key}", ["v/${key}"])},
+    "subject": {"foreach": "${subjects}",
+                "do": _matrix_stage("s/${key}", ["p/${item.video}"], params=["subjects.${key}"])},
+    "frames": {"foreach": "${targets}", "do": _matrix_stage("f/${item}", ["s/${item}"])},
+    "labels_train": {"foreach": "${targets}", "do": _matrix_stage("l/${item}", ["f/${item}"])},
+    "train": {"foreach": "${targets}", "do": _matrix_stage("m/${item}", ["l/${item}"])},
+    "train_face": {"foreach": "${targets}", "do": _matrix_stage("mf/${item}", ["m/${item}"])},
+    "evaluate": {"foreach": "${targets}",
+                 "do": _matrix_stage("e/${item}/eval.json", ["m/${item}", "mf/${item}"], "metrics")},
+    "normfit": {"matrix": MATRIX, **_matrix_stage(f"n/{PAIR}", ["s/${item.target}", "s/${item.source}"])},
+    "labels_transfer": {"matrix": MATRIX, **_matrix_stage(f"lt/{PAIR}", [f"n/{PAIR}", "f/${item.target}"])},
+    "render": {"matrix": MATRIX,
+               **_matrix_stage(f"o/{PAIR}", [f"lt/{PAIR}", "m/${item.target}", "mf/${item.target}"])},
+    "evaluate_transfer": {"matrix": MATRIX, **_matrix_stage(f"e/{PAIR}/transfer.json", [f"o/{PAIR}"], "metrics")},
+    "report": _matrix_stage("r/index.html", ["e"], params=["targets", "sources"]),
+}
 
 
 class Timing(NamedTuple):
@@ -125,6 +171,29 @@ def verdict(a: Timing, b: Timing, goal: float) -> str:
     worst_cpu = max(a.cpu, b.cpu)
     return (f"goal < {goal:g} s: wall {'met' if worst < goal else 'MISSED'}, "
             f"cpu {'met' if worst_cpu < goal else 'MISSED'}")
+
+
+def make_matrix(dest: Path, targets: int, sources: int) -> Path:
+    """A project of :data:`MATRIX_DVC_YAML` over ``targets`` × ``sources`` subjects, each in its own video."""
+    import yaml
+
+    dest.mkdir(parents=True)
+    (dest / "w.py").write_text(MATRIX_SCRIPT, encoding="utf-8")
+    (dest / "dvc.yaml").write_text(yaml.safe_dump({"stages": MATRIX_STAGES}, sort_keys=False), encoding="utf-8")
+    names = [f"t{i}" for i in range(targets)] + [f"s{i}" for i in range(sources)]
+    (dest / "inputs").mkdir()
+    for n in names:
+        (dest / "inputs" / f"{n}.txt").write_text(n + "\n", encoding="utf-8")
+    params = {"videos": {n: f"inputs/{n}.txt" for n in names},
+              "subjects": {n: {"video": n, "person": "auto"} for n in names},
+              "targets": names[:targets], "sources": names[targets:]}
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    (dest / ".gitignore").write_text("/v/\n/p/\n/s/\n/f/\n/l/\n/m/\n/mf/\n/n/\n/lt/\n/o/\n/r/\n", encoding="utf-8")
+    git(dest, "init", "-q", "-b", "main")
+    dvc(dest, "init", "-q")
+    dvc(dest, "config", "core.analytics", "false")
+    commit_all(dest, "synthetic matrix project")
+    return dest
 
 
 def make_synthetic(dest: Path, files: int) -> Path:
@@ -200,6 +269,8 @@ def main() -> None:
     ap.add_argument("--transfer-files", type=int, default=2_000,
                     help="files per stage in the synthetic project used for push/pull throughput")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per figure (median reported)")
+    ap.add_argument("--targets", type=int, default=4, help="targets of the synthetic matrix project")
+    ap.add_argument("--sources", type=int, default=8, help="sources of the synthetic matrix project")
     ap.add_argument("--full-demo", action="store_true", help="use the full demo clips (slower repro)")
     ap.add_argument("--demo-project", type=Path, default=None,
                     help="an already reproduced project copy to reuse instead of building one")
@@ -217,15 +288,27 @@ def main() -> None:
         demo = args.demo_project
     else:
         clips = None if args.full_demo else short_clips(root / "clips")
-        demo = make_project(root / "demo", clips=clips)
+        # the shortened clips' catalog with a third dance (the target dancing its own moves)
+        catalog = None if args.full_demo else {**TEST_CATALOG, "sources": [*TEST_CATALOG["sources"], "cam01"]}
+        demo = make_project(root / "demo", clips=clips, catalog=catalog)
         t = time.perf_counter()
         repro(demo)
         print(f"demo: full dvc repro {time.perf_counter() - t:.1f} s")
     demo_bytes, demo_files = data_size(demo)
     d_repro, d_status = noop_figures(demo, args.repeats)
-    print(f"demo ({demo_files} cached files, {demo_bytes / 1e6:.1f} MB): no-op repro {d_repro}, "
+    stages = len(stage_outputs(demo))
+    print(f"demo ({stages} stages, {demo_files} cached files, {demo_bytes / 1e6:.1f} MB): no-op repro {d_repro}, "
           f"status {d_status}; {verdict(d_repro, d_status, 3)}; "
           f"wall ratio to anchor {d_repro.wall / anchor.wall:.1f}x / {d_status.wall / anchor.wall:.1f}x")
+
+    matrix = make_matrix(root / "matrix", args.targets, args.sources)
+    t = time.perf_counter()
+    r = repro(matrix)
+    first = time.perf_counter() - t
+    m_repro, m_status = noop_figures(matrix, args.repeats)
+    print(f"synthetic matrix ({args.targets} targets x {args.sources} sources, {len(r.ran)} stages): first repro "
+          f"{first:.1f} s; no-op repro {m_repro}, status {m_status}; {verdict(m_repro, m_status, 3)}; "
+          f"wall ratio to anchor {m_repro.wall / anchor.wall:.1f}x / {m_status.wall / anchor.wall:.1f}x")
 
     synth = make_synthetic(root / "synthetic", args.files)
     t = time.perf_counter()

@@ -8,7 +8,7 @@ size with an area filter and write one JPEG per frame:
 * anchor: ``ffmpeg -threads N -i clip -vf [pad,]crop,scale=...:flags=area -q:v 2 %06d.jpg``
   with the ffmpeg binary from ``imageio-ffmpeg`` and N = ``frames.workers``.
 
-The crop comes from ``data/poses/<subject>.parquet`` when the pipeline has been run,
+The crop comes from ``data/subjects/<subject>/poses.parquet`` when the pipeline has been run,
 otherwise from a synthetic pose table with one fixed box of the demo subjects' size
 (printed as ``box: synthetic``); the work per frame is the same either way. Runs
 alternate between the two sides; the median wall time of ``--repeats`` runs is
@@ -37,7 +37,7 @@ from dancepipe.keypoints import SCHEMA, read_table
 from dancepipe.transform import CropTransform
 from dancepipe.video import probe
 
-CLIPS = {"target": "dancer", "source": "sports2d"}  # the demo pair (params.yaml ingest)
+CLIPS = {"dancer": "dancer", "walker": "sports2d"}  # demo subject -> its pinned clip (params.yaml)
 
 
 def synthetic_poses(width: int, height: int, frames: int, fps: float) -> pd.DataFrame:
@@ -82,8 +82,8 @@ def run_ffmpeg(exe: str, video: Path, t: CropTransform, out: Path, threads: int)
 @click.command()
 @click.option("--params", "params_path", default="params.yaml", show_default=True,
               help="params file whose 'frames' section is benchmarked.")
-@click.option("--poses-dir", default="data/poses", show_default=True,
-              help="where real pose tables are looked for (<subject>.parquet).")
+@click.option("--subjects-dir", "poses_dir", default="data/subjects", show_default=True,
+              help="where real pose tables are looked for (<subject>/poses.parquet, the subject stage's).")
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 20),
               help="timed runs per side and clip; the median is reported.")
 def main(params_path: str, poses_dir: str, repeats: int) -> None:
@@ -98,7 +98,7 @@ def main(params_path: str, poses_dir: str, repeats: int) -> None:
     for subject, clip in CLIPS.items():
         video = fetch_asset(clip)
         info = probe(video)
-        real = Path(poses_dir) / f"{subject}.parquet"
+        real = Path(poses_dir) / subject / "poses.parquet"
         if real.exists() and read_table(real)[1].get("width") == info.width:
             poses: Path | pd.DataFrame = real
             df = read_table(real)[0]

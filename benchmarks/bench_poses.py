@@ -14,7 +14,7 @@ neither side inherits warm caches or the other's memory. Both sides are timed fr
 model loading to the last frame; CPU time per frame is printed too, since wall-clock
 rates swing with whatever else the machine is running.
 
-    python -m benchmarks.bench_poses [--clip target|source] [--threads N] [--repeat K] [--skip-rss]
+    python -m benchmarks.bench_poses [--clip pose2sim_cam01|sports2d|dancer] [--threads N] [--repeat K] [--skip-rss]
                                      [--skip-fallback]
 """
 
@@ -117,7 +117,8 @@ def loop_clip(src: Path, dst: Path, times: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clip", choices=["target", "source"], default="target", help="which demo clip")
+    parser.add_argument("--clip", choices=["pose2sim_cam01", "sports2d", "dancer"], default="pose2sim_cam01",
+                        help="which pinned demo clip")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in every run (both sides)")
     parser.add_argument("--repeat", type=int, default=2, help="speed runs per side (best is kept)")
     parser.add_argument("--imgsz", type=int, default=640)
@@ -137,7 +138,7 @@ def main() -> None:
 
     from dancepipe.assets import fetch_asset
 
-    video = fetch_asset({"target": "pose2sim_cam01", "source": "sports2d"}[args.clip])
+    video = fetch_asset(args.clip)
     weights = fetch_asset("yolo11n-pose")
     print(f"clip {video.name}, weights {weights.name}, imgsz {args.imgsz}, torch threads {args.threads}, "
           f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}")

@@ -1,10 +1,10 @@
 """Demo quality against its bars, read from the outputs of a finished ``make demo``.
 
-Nothing is computed here that evaluate did not already write: the benchmark reads
-``metrics/eval.json`` (self-reenactment on the held-out tail of the target, the
-generator beside the nearest-neighbour baseline), ``metrics/transfer.json`` (the
-rendered transfer, re-detected) and ``metrics/demo_time.json`` (the wall time ``make
-demo`` recorded), and prints each figure beside its goal with the margin. The anchor
+Nothing is computed here that evaluate did not already write: the benchmark reads, for
+every target of params.yaml, ``metrics/eval/<target>/eval.json`` (self-reenactment on
+the held-out tail of the target, the generator beside the nearest-neighbour baseline)
+and every ``metrics/eval/<target>/<source>/transfer.json`` (each rendered dance,
+re-detected), and ``metrics/demo_time.json`` (the wall time ``make demo`` recorded), and prints each figure beside its goal with the margin. The anchor
 of the held-out bars is the baseline measured in the same run: the training frame
 whose pose is closest to each held-out pose.
 
@@ -41,7 +41,8 @@ def _num(d: dict[str, Any], key: str) -> float | None:
     return None if v is None else float(v)
 
 
-def bars(held: dict[str, Any], transfers: dict[str, dict[str, Any]], demo_seconds: float | None) -> list[tuple]:
+def bars(held: dict[str, Any], transfers: dict[str, dict[str, Any]], demo_seconds: float | None,
+         target: str = "") -> list[tuple]:
     """(what, value, goal text, ok) for every bar; ``ok`` is None when the figure is missing."""
 
     def row(what: str, value: float | None, goal: float | None, kind: str, fmt: str = "{:.3f}") -> tuple:
@@ -51,42 +52,52 @@ def bars(held: dict[str, Any], transfers: dict[str, dict[str, Any]], demo_second
         return what, value, f"{kind} {fmt.format(goal)}", ok
 
     out = []
+    h = f"{target} held-out" if target else "held-out"
     base_box = _num(held, "baseline_ssim_box")
-    out.append(row("held-out box SSIM (baseline + 0.05)", _num(held, "ssim_box"),
+    out.append(row(f"{h} box SSIM (baseline + 0.05)", _num(held, "ssim_box"),
                    None if base_box is None else base_box + 0.05, ">="))
-    out.append(row("held-out face SSIM (baseline)", _num(held, "ssim_face"), _num(held, "baseline_ssim_face"), ">="))
-    out.append(row("held-out pose distance", _num(held, "pose_distance"), 0.03, "<="))
-    out.append(row("held-out no-person rate", _num(held, "no_person_rate"), 0.0, "<="))
+    out.append(row(f"{h} face SSIM (baseline)", _num(held, "ssim_face"), _num(held, "baseline_ssim_face"), ">="))
+    out.append(row(f"{h} pose distance", _num(held, "pose_distance"), 0.03, "<="))
+    out.append(row(f"{h} no-person rate", _num(held, "no_person_rate"), 0.0, "<="))
     real = _num(held, "warp_error_real")
-    out.append(row("held-out warp error (1.2 x real)", _num(held, "warp_error"),
+    out.append(row(f"{h} warp error (1.2 x real)", _num(held, "warp_error"),
                    None if real is None else 1.2 * real, "<=", "{:.4f}"))
     for name, t in transfers.items():
         out.append(row(f"transfer {name}: detection rate", _num(t, "detection_rate"), 0.98, ">="))
         out.append(row(f"transfer {name}: pose distance", _num(t, "pose_distance"), 0.06, "<="))
         out.append(row(f"transfer {name}: frames from empty labels", _num(t, "empty_label_frames_generated"), 0,
                        "<=", "{:.0f}"))
-    out.append(row("make demo minutes", None if demo_seconds is None else demo_seconds / 60, 15.0, "<=", "{:.1f}"))
+    if demo_seconds is not None or not target:
+        out.append(row("make demo minutes", None if demo_seconds is None else demo_seconds / 60, 15.0, "<=", "{:.1f}"))
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dancepipe.catalog import load_catalog
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--metrics", default="metrics", help="evaluate's metrics directory (default: metrics)")
+    ap.add_argument("--metrics", default="metrics/eval",
+                    help="the evaluations' metrics root (default: metrics/eval)")
+    ap.add_argument("--params", default="params.yaml", help="params file naming the targets and sources")
+    ap.add_argument("--demo-time", default="metrics/demo_time.json", help="make demo's wall time (JSON)")
     args = ap.parse_args(argv)
-    mdir = Path(args.metrics)
-    held = _load(mdir / "eval.json")
-    transfers = {p.stem.removeprefix("transfer").strip("_-") or "source": _load(p)
-                 for p in sorted(mdir.glob("transfer*.json"))}
-    timing = mdir / "demo_time.json"
+    catalog = load_catalog(args.params)
+    root = Path(args.metrics)
+    timing = Path(args.demo_time)
     demo_seconds = _load(timing)["seconds"] if timing.is_file() else None
 
     print("baseline = for each held-out frame, the training frame with the closest pose")
-    for key in ("ssim", "ssim_box", "ssim_face", "psnr", "psnr_box", "psnr_face", "pose_distance", "warp_error"):
-        g, b = _num(held, key), _num(held, f"baseline_{key}")
-        if g is not None and b is not None:
-            print(f"  {key:14s} generator {g:8.4f}   baseline {b:8.4f}   margin {g - b:+.4f}")
+    rows = []
+    for i, target in enumerate(catalog.targets):
+        held = _load(root / target / "eval.json")
+        print(f"{target}:")
+        for key in ("ssim", "ssim_box", "ssim_face", "psnr", "psnr_box", "psnr_face", "pose_distance", "warp_error"):
+            g, b = _num(held, key), _num(held, f"baseline_{key}")
+            if g is not None and b is not None:
+                print(f"  {key:14s} generator {g:8.4f}   baseline {b:8.4f}   margin {g - b:+.4f}")
+        transfers = {s: _load(root / target / s / "transfer.json") for s in catalog.sources}
+        rows += bars(held, transfers, demo_seconds if i == len(catalog.targets) - 1 else None, target)
     print()
-    rows = bars(held, transfers, demo_seconds)
     width = max(len(r[0]) for r in rows)
     missed = 0
     for what, value, goal, ok in rows:

@@ -29,8 +29,26 @@ PARAMS_OPTION = click.option(
 )
 
 
+def check_catalog(params_path: str | os.PathLike[str]) -> None:
+    """Validate the params file's catalog (videos, subjects, targets, sources) when it has one.
+
+    Every stage runs this before its own work, so a broken catalog (a target naming a
+    missing subject, say) stops whichever stage DVC runs first with the one sentence
+    that names the key, instead of a missing-file error further down the matrix.
+    Files without catalog keys (a stage run by hand with only its section) pass.
+    """
+    from dancepipe.catalog import KEYS, catalog_from
+    from dancepipe.config import load_params
+
+    if not os.path.isfile(params_path):
+        return
+    params = load_params(params_path)
+    if any(k in params for k in KEYS):
+        catalog_from(params, str(params_path))
+
+
 def stage_command(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a stage body: configure logging and turn project errors into CLI errors."""
+    """Wrap a stage body: configure logging, check the catalog, turn project errors into CLI errors."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -39,6 +57,8 @@ def stage_command(fn: Callable[..., Any]) -> Callable[..., Any]:
             format="%(levelname)s %(name)s: %(message)s",
         )
         try:
+            if "params_path" in kwargs:
+                check_catalog(kwargs["params_path"])
             return fn(*args, **kwargs)
         except DancepipeError as e:
             raise click.ClickException(str(e)) from e

@@ -7,7 +7,10 @@ allowed values, raised before the stage does any work.
 
 :data:`SECTIONS` is the explicit registry of sections → config classes; it lets
 ``validate_params`` check a whole params.yaml at once (the ``dancepipe check``
-command and the tests use it).
+command and the tests use it). The top-level ``videos``, ``subjects``, ``targets``
+and ``sources`` keys are not stage sections but the project's catalog of people,
+validated together by :mod:`dancepipe.catalog`; ``validate_params`` only lets them
+pass as known keys.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ class StageConfig(BaseModel):
 # section path in params.yaml -> "module:ClassName" (imported lazily so that e.g.
 # the ingest stage never imports torch).
 SECTIONS: dict[str, str] = {
-    "ingest": "dancepipe.ingest:IngestConfig",
     "poses": "dancepipe.poses:PosesConfig",
+    "tracking": "dancepipe.catalog:TrackingConfig",
     "frames": "dancepipe.frames:FramesConfig",
     "normfit": "dancepipe.normalize:NormfitConfig",
     "labels": "dancepipe.labels:LabelsConfig",
@@ -44,6 +47,11 @@ SECTIONS: dict[str, str] = {
     "render": "dancepipe.render:RenderConfig",
     "evaluate": "dancepipe.evaluate:EvaluateConfig",
 }
+
+
+# Top-level params keys that are not stage sections: the project's catalog of videos
+# and people, validated together by dancepipe.catalog (which imports this module).
+CATALOG_KEYS = ("videos", "subjects", "targets", "sources")
 
 
 def config_class(section: str) -> type[StageConfig]:
@@ -58,15 +66,34 @@ def config_class(section: str) -> type[StageConfig]:
     return getattr(importlib.import_module(module), name)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error.
+
+    Plain YAML keeps the last of two equal keys silently; in params.yaml that would
+    let a second ``subjects.walk`` quietly replace the first.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise DancepipeError(f"key '{key}' is given twice in one mapping (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     """Read a params file into a dict, with a one-sentence error if it is unreadable."""
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError as e:
         raise DancepipeError(f"{p}: params file does not exist") from e
     except yaml.YAMLError as e:
         raise DancepipeError(f"{p}: params file is not valid YAML ({e.__class__.__name__})") from e
+    except DancepipeError as e:
+        raise DancepipeError(f"{p}: {e}") from e
     if not isinstance(data, dict):
         raise DancepipeError(f"{p}: params file must be a mapping of sections")
     return data
@@ -158,7 +185,7 @@ def validate_params(params_path: str | Path = "params.yaml", *, require_all: boo
     file is an error as well (every stage's ``load_config`` would fail on it).
     """
     params = load_params(params_path)
-    unknown = sorted(set(params) - set(SECTIONS))
+    unknown = sorted(set(params) - set(SECTIONS) - set(CATALOG_KEYS))
     if unknown:
         raise DancepipeError(
             f"{params_path}: unknown section '{unknown[0]}'; valid sections: {', '.join(sorted(SECTIONS))}"

@@ -70,7 +70,7 @@ def _read_rgb(path: Path, shape: tuple[int, int] | None) -> np.ndarray:
 
 
 def load_training_data(frames_dir: str | Path, labels_dir: str | Path, holdout_fraction: float) -> TrainingData:
-    """Read ``data/frames/target`` + ``data/labels/train`` and split them in time."""
+    """Read ``data/frames/<target>`` + ``data/labels/<target>/train`` and split them in time."""
     frames_dir, labels_dir = Path(frames_dir), Path(labels_dir)
     fdf = read_index(frames_dir, "frames", check_files=False)  # each image is read (and checked) below
     ldf = read_index(labels_dir, "labels", check_files=False)

@@ -394,9 +394,13 @@ def evaluate_transfer(
     labels_dir: str | Path,
     video: str | Path,
     empty_rule: str = "trim",
+    side_by_side: str | Path | None = None,
     progress: ProgressFn | None = None,
 ) -> Evaluation:
     """Pose distance, detection rate and flicker of the rendered transfer video.
+
+    The sample frames are label | generated, or, with ``side_by_side`` (render's
+    source | stick figure | generated video), that video's frames at the same positions.
 
     Render never generates a frame from a label with no person (``render.empty``,
     :mod:`dancepipe.gaps`); ``empty_rule`` must be the rule the video was rendered
@@ -444,6 +448,8 @@ def evaluate_transfer(
             f"render.empty = {empty_rule} ({plan.total} labels, {plan.empty} without a person); "
             "rerun the render stage"
         )
+    if side_by_side is not None:
+        samples = _side_by_side_samples(side_by_side, samples, sample_at, plan.frames)
     df = pd.DataFrame(rows, columns=list(TRANSFER_COLUMNS))
     df["person_found"] = df["person_found"].astype("Int64")
     label_person = df["label_person"].to_numpy(dtype=bool)
@@ -465,6 +471,24 @@ def evaluate_transfer(
              f"generated ({plan.substituted} held or blank video frames, {plan.trimmed} trimmed from the ends); "
              "detection and pose distance are measured on the generated frames only."]
     return Evaluation(summary, df, samples, notes)
+
+
+def _side_by_side_samples(
+    path: str | Path, samples: list[tuple[int, list[np.ndarray]]], positions: set[int], frames: int,
+) -> list[tuple[int, list[np.ndarray]]]:
+    """Replace each sample's panels by the side-by-side video's frame at the same position."""
+    if not Path(path).is_file():
+        raise DancepipeError(f"{path}: side-by-side video does not exist (run the render stage first)")
+    order = sorted(positions)
+    picked: dict[int, np.ndarray] = {}
+    count = 0
+    for j, fr in enumerate(iter_frames(path)):
+        count = j + 1
+        if j in positions:
+            picked[j] = fr.image
+    if count != frames:
+        raise DancepipeError(f"{path}: has {count} frames but the transfer video has {frames}; rerun the render stage")
+    return [(frame, [picked[j]]) for (frame, _), j in zip(samples, order, strict=True)]
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -490,62 +514,86 @@ def write_csv(path: str | Path, df: pd.DataFrame) -> None:
 
 @dataclasses.dataclass
 class EvaluateResult:
-    holdout: Evaluation
-    transfer: Evaluation
+    evaluation: Evaluation
     face_note: str
     outputs: list[str]
 
 
-def run_evaluate(
+def _pose_model(cfg: EvaluateConfig, device: Any, pose_model: Any | None) -> Any:
+    if pose_model is not None:
+        return pose_model
+    from dancepipe.posemodel import load_pose_model
+
+    return load_pose_model(cfg.pose_model, str(device), "evaluate.device")
+
+
+def run_holdout(
     cfg: EvaluateConfig,
     *,
     generator_path: str | Path,
     face_path: str | Path | None,
     frames_dir: str | Path,
     labels_dir: str | Path,
-    transfer_labels_dir: str | Path,
-    transfer_video: str | Path,
     metrics_dir: str | Path,
     report_path: str | Path,
     train_curves: str | Path | None = None,
-    empty_rule: str = "trim",
+    title: str = "dancepipe report",
     progress: ProgressFn | None = None,
     pose_model: Any | None = None,
 ) -> EvaluateResult:
-    """The evaluate stage's entry point: both evaluations, metrics files and the HTML report.
-
-    ``empty_rule`` is the ``render.empty`` rule the transfer video was rendered with
-    (see :func:`evaluate_transfer`).
-    """
+    """The evaluate stage of one target: held-out metrics (eval.json, per-frame CSV) and its report page."""
     from dancepipe.checkpoint import load_generator
     from dancepipe.report import write_report  # matplotlib and friends: only when a report is written
 
     device = resolve_device(cfg.device, "evaluate.device")
-    if empty_rule not in EMPTY_RULES:  # checked before the long held-out pass, not after it
-        raise DancepipeError(f"render.empty = {empty_rule!r}: choose one of {', '.join(EMPTY_RULES)}")
     if not Path(generator_path).is_file():
         raise DancepipeError(f"{generator_path}: generator checkpoint does not exist (run the train stage first)")
-    if not Path(transfer_video).is_file():
-        raise DancepipeError(f"{transfer_video}: transfer video does not exist (run the render stage first)")
     generator, meta = load_generator(generator_path, device)
     split = meta.get("split", {})
     face, note = load_face(face_path, cfg.face, device)
-    if pose_model is None:
-        from dancepipe.posemodel import load_pose_model
-
-        pose_model = load_pose_model(cfg.pose_model, str(device), "evaluate.device")
-    held = evaluate_holdout(generator, pose_model, cfg, frames_dir=frames_dir, labels_dir=labels_dir,
-                            holdout_frames=split.get("holdout_frames", []),
+    held = evaluate_holdout(generator, _pose_model(cfg, device, pose_model), cfg, frames_dir=frames_dir,
+                            labels_dir=labels_dir, holdout_frames=split.get("holdout_frames", []),
                             train_frames=split.get("train_frames", []), face=face, device=device, progress=progress)
-    trans = evaluate_transfer(pose_model, cfg, labels_dir=transfer_labels_dir, video=transfer_video,
-                              empty_rule=empty_rule, progress=progress)
     mdir = Path(metrics_dir)
     write_json(mdir / EVAL_JSON, held.summary)
-    write_json(mdir / TRANSFER_JSON, trans.summary)
     write_csv(mdir / EVAL_CSV, held.per_frame)
-    write_csv(mdir / TRANSFER_CSV, trans.per_frame)
-    write_report(report_path, holdout=held, transfer=trans, train_curves=train_curves,
+    write_report(report_path, holdout=held, train_curves=train_curves, title=title,
                  notes=[note, f"generator: {generator_path} (step {meta.get('step')})",
                         f"pose model: {cfg.pose_model}"])
-    outputs = [str(mdir / n) for n in (EVAL_JSON, TRANSFER_JSON, EVAL_CSV, TRANSFER_CSV)] + [str(report_path)]
-    return EvaluateResult(held, trans, note, outputs)
+    outputs = [str(mdir / n) for n in (EVAL_JSON, EVAL_CSV)] + [str(report_path)]
+    return EvaluateResult(held, note, outputs)
+
+
+def run_transfer(
+    cfg: EvaluateConfig,
+    *,
+    labels_dir: str | Path,
+    video: str | Path,
+    metrics_dir: str | Path,
+    report_path: str | Path,
+    side_by_side: str | Path | None = None,
+    empty_rule: str = "trim",
+    title: str = "dancepipe transfer",
+    progress: ProgressFn | None = None,
+    pose_model: Any | None = None,
+) -> EvaluateResult:
+    """The transfer evaluation of one (target, source) pair: transfer.json, per-frame CSV and its page.
+
+    ``empty_rule`` is the ``render.empty`` rule the video was rendered with (see
+    :func:`evaluate_transfer`).
+    """
+    from dancepipe.report import write_report
+
+    device = resolve_device(cfg.device, "evaluate.device")
+    if empty_rule not in EMPTY_RULES:
+        raise DancepipeError(f"render.empty = {empty_rule!r}: choose one of {', '.join(EMPTY_RULES)}")
+    if not Path(video).is_file():
+        raise DancepipeError(f"{video}: transfer video does not exist (run the render stage first)")
+    trans = evaluate_transfer(_pose_model(cfg, device, pose_model), cfg, labels_dir=labels_dir, video=video,
+                              empty_rule=empty_rule, side_by_side=side_by_side, progress=progress)
+    mdir = Path(metrics_dir)
+    write_json(mdir / TRANSFER_JSON, trans.summary)
+    write_csv(mdir / TRANSFER_CSV, trans.per_frame)
+    write_report(report_path, transfer=trans, title=title, notes=[f"video: {video}", f"pose model: {cfg.pose_model}"])
+    outputs = [str(mdir / n) for n in (TRANSFER_JSON, TRANSFER_CSV)] + [str(report_path)]
+    return EvaluateResult(trans, "", outputs)

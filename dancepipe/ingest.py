@@ -14,11 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pydantic import field_validator
-
 from dancepipe.assets import DEMO_CLIPS, fetch_asset, sha256_file
 from dancepipe.atomic import atomic_path
-from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
 from dancepipe.video import (
     INGEST_META,
@@ -30,33 +27,35 @@ from dancepipe.video import (
 
 log = logging.getLogger(__name__)
 
-DEMO_PREFIX = "demo:"
+# A committed pointer file (inputs/demo/<clip>.demo) whose one line names a pinned demo
+# clip: params.yaml then names every video by a path, which dvc.yaml can list as the
+# ingest stage's only input whether it is the user's file or a demo clip.
+DEMO_SUFFIX = ".demo"
 
 
-class IngestConfig(StageConfig):
-    """``ingest`` section: where each subject's video comes from.
-
-    A value is either ``demo:<name>`` (a pinned demo clip) or a path to a video file,
-    relative to the project root (put your own videos under ``inputs/``).
-    """
-
-    target: str = "demo:dancer"
-    source: str = "demo:sports2d"
-
-    @field_validator("target", "source")
-    @classmethod
-    def _check(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("must be 'demo:<name>' or a video path")
-        if v.startswith(DEMO_PREFIX) and v[len(DEMO_PREFIX):] not in DEMO_CLIPS:
-            raise ValueError(f"unknown demo clip; choose demo:{' or demo:'.join(DEMO_CLIPS)}")
-        return v
+def demo_clip_name(spec: str, root: str | Path = ".") -> str | None:
+    """The pinned clip a ``videos`` value's ``.demo`` pointer file names, or None for any other path."""
+    if not spec.endswith(DEMO_SUFFIX):
+        return None
+    path = Path(spec) if Path(spec).is_absolute() else Path(root) / spec
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as e:
+        raise DancepipeError(f"{spec}: demo pointer file does not exist") from e
+    names = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if len(names) != 1:
+        raise DancepipeError(f"{spec}: a demo pointer file names exactly one clip, this one has {len(names)} lines")
+    name = names[0]
+    if name not in DEMO_CLIPS:
+        raise DancepipeError(f"{spec}: unknown demo clip '{name}'; choose one of {', '.join(DEMO_CLIPS)}")
+    return name
 
 
 def resolve_input(spec: str, root: str | Path = ".") -> Path:
-    """Turn an ``ingest`` value into a local file path, fetching demo clips."""
-    if spec.startswith(DEMO_PREFIX):
-        return fetch_asset(spec[len(DEMO_PREFIX):])
+    """Turn a ``videos`` value into a local file path, fetching demo clips."""
+    clip = demo_clip_name(spec, root)
+    if clip is not None:
+        return fetch_asset(clip)
     path = Path(spec)
     if not path.is_absolute():
         path = Path(root) / path

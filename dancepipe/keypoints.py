@@ -1,7 +1,9 @@
-"""The keypoint table: COCO-17 names, schema, and Parquet read/write.
+"""The keypoint and detection tables: COCO-17 names, schemas, and Parquet read/write.
 
-One row per decoded frame. Missing keypoints are NaN (never (0, 0)); a frame with no
-person has ``person_found = False`` and NaN everywhere. File-level metadata (source
+A keypoint table (one subject) has one row per decoded frame. Missing keypoints are
+NaN (never (0, 0)); a frame with no person has ``person_found = False`` and NaN
+everywhere. A detection table holds every person of every frame (see
+:data:`DETECTION_SCHEMA`). File-level metadata (source
 video, size, fps, model file and hash, library versions) is stored as JSON under the
 Parquet schema metadata key ``dancepipe``.
 """
@@ -42,6 +44,15 @@ BASE_FIELDS: list[pa.Field] = [
 ]
 KEYPOINT_COLUMNS: list[str] = [f"{n}_{c}" for n in COCO_NAMES for c in ("x", "y", "conf")]
 SCHEMA = pa.schema(BASE_FIELDS + [pa.field(c, pa.float32()) for c in KEYPOINT_COLUMNS])
+
+# The detection table (poses@<video>): every person the model found, one row per
+# (frame, person); ``person`` numbers the people of one frame from 0, and a frame with
+# nobody has one row with person -1 and NaN elsewhere, so every decoded frame and its
+# timestamp is listed. The subject stage turns it into a keypoint table (SCHEMA).
+DETECTION_SCHEMA = pa.schema(
+    [BASE_FIELDS[0], BASE_FIELDS[1], pa.field("person", pa.int32())] + BASE_FIELDS[3:]
+    + [pa.field(c, pa.float32()) for c in KEYPOINT_COLUMNS]
+)
 
 
 def keypoints_to_columns(kps: np.ndarray) -> dict[str, np.ndarray]:

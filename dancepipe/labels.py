@@ -101,7 +101,7 @@ class LabelsConfig(StageConfig):
 
 
 def load_labels_config(kind: Kind, params_path: str | Path = "params.yaml") -> LabelsConfig:
-    """The ``labels`` section as labels@``kind`` reads it: ``draw`` and its own kind's subsection.
+    """The ``labels`` section as the labels stage of ``kind`` (labels_train or labels_transfer) reads it: ``draw`` and its own kind's subsection.
 
     The other kind's subsection is neither read nor validated (dvc.yaml lists
     ``labels.draw`` and ``labels.<kind>`` only, so a bad value there must not stop this
@@ -309,7 +309,7 @@ def run_labels(
         target_px = kps
     else:
         if norm is None:
-            raise DancepipeError("labels@transfer needs the normfit stats (--norm)")
+            raise DancepipeError("transfer labels need the normfit stats (--norm)")
         sub_cfg = cfg.transfer
         bones = None
         if cfg.transfer.retarget == "bones":

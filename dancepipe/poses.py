@@ -1,12 +1,13 @@
-"""The poses stage: COCO-17 keypoints of the video's main person, one row per frame.
+"""The poses stage: COCO-17 keypoints of every person in a video, once per video.
 
 Frames are decoded in a background thread (overlapping FFmpeg with inference), grouped
 into batches and run through the Ultralytics pose model. Only the small per-frame
 detections are kept (boxes, scores, keypoints of every person), so memory does not
-grow with the video's pixel count. After the last frame, :mod:`dancepipe.tracking`
-picks the subject and the table is written with :data:`dancepipe.keypoints.SCHEMA`:
-original upright pixel coordinates, decoder timestamps, NaN for missing keypoints
-(confidence below ``kp_conf``) and for frames where the subject was not found.
+grow with the video's pixel count. The table is written with
+:data:`dancepipe.keypoints.DETECTION_SCHEMA`: original upright pixel coordinates,
+decoder timestamps, NaN for missing keypoints (confidence below ``kp_conf``). Which
+person is a subject is decided later, per subject, by :mod:`dancepipe.subject`, so
+two people of one clip never cost two pose passes.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from pydantic import Field, field_validator
 from dancepipe.config import StageConfig
 from dancepipe.devices import check_device, resolve_device
 from dancepipe.errors import DancepipeError
-from dancepipe.keypoints import COCO_NAMES, SCHEMA, keypoints_to_columns, write_table
+from dancepipe.keypoints import COCO_NAMES, DETECTION_SCHEMA, keypoints_to_columns, write_table
 from dancepipe.posemodel import load_pose_model, model_sha256
-from dancepipe.tracking import Detections, select_subject
+from dancepipe.tracking import Detections
 from dancepipe.video import DecodeReport, Frame, batched, iter_frames, prefetch, probe
 
 log = logging.getLogger(__name__)
@@ -39,15 +40,13 @@ VERSIONED = ("dancepipe", "ultralytics", "torch", "numpy", "av")
 
 
 class PosesConfig(StageConfig):
-    """``poses`` section: pose model, inference and subject-tracking settings."""
+    """``poses`` section: pose model and inference settings."""
 
     model: str = Field("yolov8n-pose.pt", min_length=1)
     imgsz: int = Field(512, ge=32, le=4096)
     batch: int = Field(8, ge=1, le=256)
     det_conf: float = Field(0.25, ge=0.0, le=1.0)
     kp_conf: float = Field(0.5, ge=0.0, le=1.0)
-    track_iou: float = Field(0.2, gt=0.0, le=1.0)
-    track_max_gap: int = Field(15, ge=0, le=100000)
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
 
@@ -271,39 +270,44 @@ def detect_frames(
             progress(len(chunk))
 
 
-def subject_table(
+def detection_table(
     indices: list[int], timestamps: list[float], detections: list[Detections], kp_conf: float,
-    track_iou: float, track_max_gap: int,
 ) -> pd.DataFrame:
-    """Pick the subject across all frames and build the keypoint table (one row per frame)."""
-    n = len(detections)
-    chosen = select_subject(detections, iou_threshold=track_iou, max_gap=track_max_gap)
-    boxes = np.full((n, 4), np.nan, np.float32)
-    scores = np.full(n, np.nan, np.float32)
-    kps = np.full((n, NUM_KP, 3), np.nan, np.float32)
-    for t, k in enumerate(chosen):
-        if k >= 0:
-            boxes[t] = detections[t].boxes[k]
-            scores[t] = detections[t].scores[k]
-            kps[t] = mask_keypoints(detections[t].keypoints[k], kp_conf)
+    """Every person of every frame as rows of :data:`DETECTION_SCHEMA` (keypoints masked by ``kp_conf``)."""
+    frame, ts, person, boxes, scores, kps = [], [], [], [], [], []
+    for index, t, det in zip(indices, timestamps, detections, strict=True):
+        n = len(det)
+        frame += [index] * max(n, 1)
+        ts += [t] * max(n, 1)
+        if n == 0:
+            person.append(-1)
+            boxes.append(np.full((1, 4), np.nan, np.float32))
+            scores.append(np.full(1, np.nan, np.float32))
+            kps.append(np.full((1, NUM_KP, 3), np.nan, np.float32))
+        else:
+            person += range(n)
+            boxes.append(np.asarray(det.boxes, np.float32))
+            scores.append(np.asarray(det.scores, np.float32))
+            kps.append(np.stack([mask_keypoints(k, kp_conf) for k in det.keypoints]))
+    box = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32)
     data: dict[str, Any] = {
-        "frame": np.asarray(indices, dtype=np.int64),
-        "timestamp": np.asarray(timestamps, dtype=np.float64),
-        "person_found": chosen >= 0,
-        "box_x0": boxes[:, 0], "box_y0": boxes[:, 1], "box_x1": boxes[:, 2], "box_y1": boxes[:, 3],
-        "score": scores,
+        "frame": np.asarray(frame, dtype=np.int64),
+        "timestamp": np.asarray(ts, dtype=np.float64),
+        "person": np.asarray(person, dtype=np.int32),
+        "box_x0": box[:, 0], "box_y0": box[:, 1], "box_x1": box[:, 2], "box_y1": box[:, 3],
+        "score": np.concatenate(scores) if scores else np.zeros(0, np.float32),
     }
-    data.update(keypoints_to_columns(kps))
-    return pd.DataFrame(data, columns=SCHEMA.names)
+    data.update(keypoints_to_columns(np.concatenate(kps) if kps else np.zeros((0, NUM_KP, 3), np.float32)))
+    return pd.DataFrame(data, columns=DETECTION_SCHEMA.names)
 
 
 def extract_poses(
     video: str | Path, out: str | Path, cfg: PosesConfig, progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Detect poses in ``video``, follow its main person and write the table to ``out``.
+    """Detect every person's pose in ``video`` and write the detection table to ``out``.
 
-    Returns a summary (frames, frames with the subject, decode errors, frames/s,
-    weights used). Raises :class:`DancepipeError` when the video cannot be read or has
+    Returns a summary (frames, frames with a person, most people in one frame, decode
+    errors, frames/s, weights used). Raises :class:`DancepipeError` when the video cannot be read or has
     no person in any frame; nothing is written then.
     """
     video = Path(video)
@@ -332,13 +336,13 @@ def extract_poses(
     if not any(len(d) for d in detections):
         raise DancepipeError(f"{video}: no person was detected in any of its {len(detections)} frames")
 
-    df = subject_table(indices, timestamps, detections, cfg.kp_conf, cfg.track_iou, cfg.track_max_gap)
+    df = detection_table(indices, timestamps, detections, cfg.kp_conf)
     metadata = {
         "video": str(video),
         "width": info.width,
         "height": info.height,
         "fps": info.fps,
-        "frame_count": len(df),
+        "frame_count": len(detections),
         "decode_errors": report.errors,
         "model": cfg.model,
         "model_file": str(weights),
@@ -348,20 +352,21 @@ def extract_poses(
         "params": cfg.model_dump(),
         "versions": library_versions(),
     }
-    write_table(df, out, metadata)
-    found = int(df["person_found"].sum())
+    write_table(df, out, metadata, schema=DETECTION_SCHEMA)
+    found = sum(1 for d in detections if len(d))
     summary = {
-        "frames": len(df),
-        "frames_with_subject": found,
+        "frames": len(detections),
+        "frames_with_person": found,
+        "most_people": max(len(d) for d in detections),
         "decode_errors": report.errors,
         "seconds": elapsed,
-        "fps": len(df) / elapsed if elapsed > 0 else float("nan"),
+        "fps": len(detections) / elapsed if elapsed > 0 else float("nan"),
         "weights": str(weights),
         "device": device,
         "precision": runner.precision,
     }
     log.info(
-        "%s: %d frames, subject found in %d, %.1f frames/s with %s on %s (%s)",
+        "%s: %d frames, a person found in %d, %.1f frames/s with %s on %s (%s)",
         video, summary["frames"], found, summary["fps"], weights.name, device, runner.precision,
     )
     return summary

@@ -1,6 +1,6 @@
 """The render stage: the target person performing the source's motion, as an MP4.
 
-The normalised source labels (``data/labels/transfer``) go through the generator one
+The normalised source labels (``data/labels/<target>/transfer/<source>``) go through the generator one
 frame at a time, each conditioned on the generator's previous output (zeros for the
 first frame) exactly as it was trained; the face GAN then refines each frame's face
 crop (the recurrence uses the unrefined output, which is what the generator saw in

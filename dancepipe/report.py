@@ -1,4 +1,8 @@
-"""``outputs/report.html``: one self-contained page summarising a run.
+"""The HTML report: one self-contained page per target and per pair, and an index.
+
+``outputs/report.html`` (:func:`index_html`) lists every target's held-out metrics and
+every (target, source) pair's transfer metrics, linking to each page:
+``outputs/<target>/held-out.html`` and ``outputs/<target>/<source>.html``.
 
 Everything is inline (CSS and images as base64 PNG), so the file can be opened
 offline, attached to an issue or archived next to the metrics. Figures are drawn with
@@ -6,7 +10,7 @@ matplotlib's Agg backend (no display needed). Sections: key metrics (held-out fr
 as a generator | nearest-neighbour baseline table), sample frames (label | generated |
 baseline | real for the held-out frames; label | generated for the transfer),
 per-frame series (generator and baseline on the same axes), and the training curves
-read from dvclive's TSV files (``dvclive/train/plots/metrics/*.tsv``) when they exist —
+read from dvclive's TSV files (``dvclive/<target>/train/plots/metrics/*.tsv``) when they exist —
 a note says so when not.
 """
 
@@ -16,6 +20,7 @@ import base64
 import dataclasses
 import html
 import io
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -236,50 +241,60 @@ th{background:#f4f4f4}img{max-width:100%;image-rendering:pixelated;margin:.3em 0
 
 def render_html(
     *,
-    holdout: Evaluation,
-    transfer: Evaluation,
+    holdout: Evaluation | None = None,
+    transfer: Evaluation | None = None,
     train_curves: str | Path | None = None,
     notes: Sequence[str] = (),
+    title: str = "dancepipe report",
 ) -> str:
-    """The report page as a string (see the module docstring)."""
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>dancepipe report</title>",
-             f"<style>{_CSS}</style></head><body><h1>dancepipe report</h1>"]
+    """One report page as a string: the held-out section, the transfer section, or both."""
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
     if notes:
         parts.append("<ul class='note'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes if n) + "</ul>")
-    parts.append("<h2>Self-reenactment on held-out target frames</h2>")
-    parts.append("<p class='note'>The target's own labels for frames never used in training, generated "
-                 "sequentially and compared with the real frames, beside the paper's nearest-neighbour "
-                 "baseline: the real training frame with the closest pose.</p>")
-    parts.append(_notes(holdout.notes))
-    parts.append(comparison_table(holdout.summary))
-    parts.append("<h2>Transfer video</h2>")
-    parts.append(_notes(transfer.notes))
-    parts.append(metrics_table(transfer.summary))
-    parts.append("<h2>Sample frames</h2><p class='note'>Held out: label | generated | baseline | real.</p>")
-    chosen = _baseline_frames(holdout.per_frame)
-    for frame, panels in holdout.samples:
-        base = chosen.get(frame)
-        caption = f"frame {frame}, baseline: " + (f"training frame {base}" if base is not None else "no match")
-        parts.append(f"<div class='sample'>{_img(png_base64(_strip(panels)), f'holdout frame {frame}')}"
-                     f"<br>{html.escape(caption)}</div>")
-    if transfer.samples:
-        parts.append("<p class='note'>Transfer: normalised source label | generated.</p>")
+    if holdout is not None:
+        parts.append("<h2>Self-reenactment on held-out target frames</h2>")
+        parts.append("<p class='note'>The target's own labels for frames never used in training, generated "
+                     "sequentially and compared with the real frames, beside the paper's nearest-neighbour "
+                     "baseline: the real training frame with the closest pose.</p>")
+        parts.append(_notes(holdout.notes))
+        parts.append(comparison_table(holdout.summary))
+    if transfer is not None:
+        parts.append("<h2>Transfer video</h2>")
+        parts.append(_notes(transfer.notes))
+        parts.append(metrics_table(transfer.summary))
+    parts.append("<h2>Sample frames</h2>")
+    if holdout is not None:
+        parts.append("<p class='note'>Held out: label | generated | baseline | real.</p>")
+        chosen = _baseline_frames(holdout.per_frame)
+        for frame, panels in holdout.samples:
+            base = chosen.get(frame)
+            caption = f"frame {frame}, baseline: " + (f"training frame {base}" if base is not None else "no match")
+            parts.append(f"<div class='sample'>{_img(png_base64(_strip(panels)), f'holdout frame {frame}')}"
+                         f"<br>{html.escape(caption)}</div>")
+    if transfer is not None and transfer.samples:
+        what = ("source | stick figure | generated (the side-by-side video)" if len(transfer.samples[0][1]) == 1
+                else "normalised source label | generated")
+        parts.append(f"<p class='note'>Transfer: {what}.</p>")
         for frame, panels in transfer.samples:
-            parts.append(f"<div class='sample'>{_img(png_base64(_strip(panels)), f'transfer frame {frame}')}"
-                         f"<br>frame {frame}</div>")
+            strip = png_base64(_strip(panels, 1 if len(panels) == 1 else 2))
+            parts.append(f"<div class='sample'>{_img(strip, f'transfer frame {frame}')}<br>frame {frame}</div>")
     parts.append("<h2>Per-frame series</h2>")
-    for df, cols, title, prefix in (
-        (holdout.per_frame, ("ssim", "psnr", "ssim_face", "pose_distance", "warp_error"), "held-out frames",
-         BASELINE_PREFIX),
-        (transfer.per_frame, ("pose_distance", "person_found", "warp_error"), "transfer", None),
-    ):
-        fig = per_frame_figure(df, cols, title, compare_prefix=prefix)
-        parts.append(_img(fig, title) if fig else f"<p class='note'>No per-frame data for {title}.</p>")
-    parts.append("<h2>Training curves</h2>")
-    curves, note = training_curves(train_curves)
-    if curves:
-        parts.append(_img(curves, "training curves"))
-    parts.append(f"<p class='note'>{html.escape(note)}</p>")
+    series = []
+    if holdout is not None:
+        series.append((holdout.per_frame, ("ssim", "psnr", "ssim_face", "pose_distance", "warp_error"),
+                       "held-out frames", BASELINE_PREFIX))
+    if transfer is not None:
+        series.append((transfer.per_frame, ("pose_distance", "person_found", "warp_error"), "transfer", None))
+    for df, cols, name, prefix in series:
+        fig = per_frame_figure(df, cols, name, compare_prefix=prefix)
+        parts.append(_img(fig, name) if fig else f"<p class='note'>No per-frame data for {name}.</p>")
+    if holdout is not None:
+        parts.append("<h2>Training curves</h2>")
+        curves, note = training_curves(train_curves)
+        if curves:
+            parts.append(_img(curves, "training curves"))
+        parts.append(f"<p class='note'>{html.escape(note)}</p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
@@ -287,12 +302,73 @@ def render_html(
 def write_report(
     path: str | Path,
     *,
-    holdout: Evaluation,
-    transfer: Evaluation,
+    holdout: Evaluation | None = None,
+    transfer: Evaluation | None = None,
     train_curves: str | Path | None = None,
     notes: Sequence[str] = (),
+    title: str = "dancepipe report",
 ) -> None:
-    """Write the report atomically."""
-    text = render_html(holdout=holdout, transfer=transfer, train_curves=train_curves, notes=notes)
+    """Write one report page atomically."""
+    text = render_html(holdout=holdout, transfer=transfer, train_curves=train_curves, notes=notes, title=title)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+# Columns of the index page's tables: (summary key, heading).
+HOLDOUT_COLUMNS = (("ssim_box", "box SSIM"), ("baseline_ssim_box", "baseline"), ("ssim_face", "face SSIM"),
+                   ("baseline_ssim_face", "baseline"), ("pose_distance", "pose distance"),
+                   ("warp_error", "warp error"), ("warp_error_real", "real"))
+TRANSFER_COLUMNS = (("frames", "frames"), ("pose_distance", "pose distance"), ("detection_rate", "detected"),
+                    ("warp_error", "warp error"), ("substituted_frames", "held/blank"))
+
+
+def index_html(targets: Sequence[tuple[str, dict[str, Any] | None, str]],
+               pairs: Sequence[tuple[str, str, dict[str, Any] | None, str, str]]) -> str:
+    """The index page: one row per target (held-out metrics) and per pair (transfer metrics), with links.
+
+    ``targets`` holds (target, eval summary or None, page link); ``pairs`` holds
+    (target, source, transfer summary or None, page link, video link).
+    """
+    def cells(summary: dict[str, Any] | None, columns: Sequence[tuple[str, str]]) -> str:
+        return "".join(f"<td>{_fmt(summary.get(k)) if summary else '—'}</td>" for k, _ in columns)
+
+    def head(first: Sequence[str], columns: Sequence[tuple[str, str]]) -> str:
+        return "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in [*first, *(h for _, h in columns)]) + "</tr>"
+
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>dancepipe</title>",
+             f"<style>{_CSS}</style></head><body><h1>dancepipe: every target and dance</h1>",
+             "<h2>Targets (self-reenactment on held-out frames)</h2>",
+             "<p class='note'>Generator beside the nearest-neighbour baseline; each page shows sample "
+             "frames, per-frame series and the training curves.</p><table>",
+             head(["target"], HOLDOUT_COLUMNS)]
+    for name, summary, page in targets:
+        parts.append(f"<tr><td><a href='{html.escape(page)}'>{html.escape(name)}</a></td>"
+                     f"{cells(summary, HOLDOUT_COLUMNS)}</tr>")
+    parts += ["</table>", "<h2>Dances (transfer)</h2>",
+              "<p class='note'>Each page shows frames of the side-by-side video (source | stick figure | "
+              "generated) and the per-frame series.</p><table>", head(["target", "source", "video"], TRANSFER_COLUMNS)]
+    for target, source, summary, page, video in pairs:
+        parts.append(f"<tr><td>{html.escape(target)}</td><td><a href='{html.escape(page)}'>{html.escape(source)}</a>"
+                     f"</td><td><a href='{html.escape(video)}'>mp4</a></td>{cells(summary, TRANSFER_COLUMNS)}</tr>")
+    parts.append("</table></body></html>\n")
+    return "\n".join(parts)
+
+
+def write_index(out: str | Path, metrics_root: str | Path, targets: Sequence[str],
+                pairs: Sequence[tuple[str, str]]) -> int:
+    """Write the index page ``out`` from ``metrics_root/<target>/eval.json`` and
+    ``metrics_root/<target>/<source>/transfer.json``; returns how many of those are missing.
+
+    Links are relative to ``out``: ``<target>/held-out.html``, ``<target>/<source>.html``
+    and ``<target>/<source>.mp4``, where the evaluate and render stages write them.
+    """
+    root = Path(metrics_root)
+
+    def summary(path: Path) -> dict[str, Any] | None:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    rows_t = [(t, summary(root / t / "eval.json"), f"{t}/held-out.html") for t in targets]
+    rows_p = [(t, s, summary(root / t / s / "transfer.json"), f"{t}/{s}.html", f"{t}/{s}.mp4") for t, s in pairs]
+    with atomic_path(out) as tmp:
+        tmp.write_text(index_html(rows_t, rows_p), encoding="utf-8")
+    return sum(r[1] is None for r in rows_t) + sum(r[2] is None for r in rows_p)

@@ -157,7 +157,7 @@ def subject_track(poses: pd.DataFrame, *, width: int, height: int, labels: pd.Da
 
 def load_track(path: str | Path, *, width: int, height: int, labels: pd.DataFrame | None = None,
                window: int = 15) -> PanelTrack:
-    """:func:`subject_track` of the pose table at ``path`` (data/poses/source.parquet)."""
+    """:func:`subject_track` of the pose table at ``path`` (data/subjects/<source>/poses.parquet)."""
     df, _ = read_table(path)
     if len(df) == 0:
         raise DancepipeError(f"{path}: the pose table has no rows")

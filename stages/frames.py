@@ -1,4 +1,4 @@
-"""frames@<subject>: crop the subject's video to training-size JPEG frames plus an index."""
+"""frames@<target>: crop the target's video to training-size JPEG frames plus an index."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from dancepipe.frames import count_rows, extract_frames
 
 @click.command()
 @click.option("--video", type=click.Path(), required=True,
-              help="ingested video of the subject: the ingest directory (e.g. data/videos/target) or a video file.")
+              help="ingested video of the subject: a subject or ingest directory (e.g. data/subjects/dancer) or a video file.")
 @click.option("--poses", type=click.Path(dir_okay=False), required=True,
-              help="the subject's pose table, which fixes the crop (e.g. data/poses/target.parquet).")
+              help="the subject's pose table, which fixes the crop (e.g. data/subjects/dancer/poses.parquet).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
-              help="directory to write: <frame>.jpg, index.parquet, transform.json (e.g. data/frames/target).")
+              help="directory to write: <frame>.jpg, index.parquet, transform.json (e.g. data/frames/dancer).")
 @PARAMS_OPTION
 @stage_command
 def main(video: str, poses: str, out_dir: str, params_path: str) -> None:

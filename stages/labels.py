@@ -1,4 +1,8 @@
-"""labels@<kind>: draw stick-figure label images (train: target poses, transfer: source poses)."""
+"""labels_train@<target> and labels_transfer@<target>-<source>: draw stick-figure label images.
+
+``--kind train`` draws the target's own poses, ``--kind transfer`` the source's poses
+normalised into the target's space.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from dancepipe.labels import load_labels_config, run_labels
 @click.option("--norm", type=click.Path(dir_okay=False), default=None,
               help="normfit stats.json; required for --kind transfer, not accepted for train.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="output directory (e.g. data/labels/train).")
+              help="output directory (e.g. data/labels/dancer/train or data/labels/dancer/transfer/walker).")
 @PARAMS_OPTION
 @stage_command
 def main(kind: str, poses: str, frames_dir: str, norm: str | None, out: str, params_path: str) -> None:
@@ -28,9 +32,9 @@ def main(kind: str, poses: str, frames_dir: str, norm: str | None, out: str, par
     if kind == "train" and norm is not None:
         raise click.UsageError("--norm is only used with --kind transfer")
     cfg = load_labels_config(kind, params_path)
-    with progress(None, f"labels@{kind}") as advance:
+    with progress(None, f"labels {kind}") as advance:
         r = run_labels(kind, poses, frames_dir, out, cfg, norm=norm, progress=advance)
-    click.echo(f"labels@{kind}: {r['frames']} labels ({r['drawn']} with a person) at {r['width']}x{r['height']}")
+    click.echo(f"labels {kind}: {r['frames']} labels ({r['drawn']} with a person) at {r['width']}x{r['height']}")
     if r.get("bone_ratios"):
         click.echo("retargeted bones (target/source length): "
                    + ", ".join(f"{b} {v:.2f}" for b, v in r["bone_ratios"].items()))

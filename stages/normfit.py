@@ -1,4 +1,4 @@
-"""normfit: fit the global pose normalisation that maps the source into the target's space."""
+"""normfit@<target>-<source>: fit the global pose normalisation mapping the source into the target's space."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from dancepipe.normalize import run_normfit
 
 @click.command()
 @click.option("--target", "target", type=click.Path(dir_okay=False), required=True,
-              help="target keypoint table (e.g. data/poses/target.parquet).")
+              help="target keypoint table (e.g. data/subjects/dancer/poses.parquet).")
 @click.option("--source", "source", type=click.Path(dir_okay=False), required=True,
-              help="source keypoint table (e.g. data/poses/source.parquet).")
+              help="source keypoint table (e.g. data/subjects/walker/poses.parquet).")
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True,
               help="where to write the fitted statistics and mapping (JSON).")
 @click.option("--plot", "plot", type=click.Path(dir_okay=False), default=None,

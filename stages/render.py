@@ -1,4 +1,4 @@
-"""render: the target performing the source's motion, as H.264 MP4 with the source's audio."""
+"""render@<target>-<source>: the target performing the source's motion, as H.264 MP4 with the source's audio."""
 
 from __future__ import annotations
 
@@ -14,21 +14,21 @@ _DIR = click.Path(file_okay=False)
 
 @click.command()
 @click.option("--generator", "generator_path", type=_FILE, required=True,
-              help="trained generator checkpoint (models/generator.pt).")
+              help="trained generator checkpoint (models/<target>/generator.pt).")
 @click.option("--face", "face_path", type=_FILE, required=True,
-              help="face GAN checkpoint (models/face.pt); a disabled one renders without face refinement.")
+              help="face GAN checkpoint (models/<target>/face.pt); a disabled one renders without face refinement.")
 @click.option("--labels", "labels_dir", type=_DIR, required=True,
-              help="normalised source labels directory (data/labels/transfer).")
+              help="normalised source labels directory (data/labels/<target>/transfer/<source>).")
 @click.option("--source-video", type=click.Path(), required=True,
-              help="the ingested source video, a file or the ingest stage's directory (data/videos/source): "
+              help="the source's video, a file or a subject/ingest directory (data/subjects/<source>): "
                    "frame rate, audio track and the side-by-side's source panel.")
 @click.option("--source-poses", type=_FILE, default=None,
-              help="the source's pose table (data/poses/source.parquet): the side-by-side's source panel is "
+              help="the source's pose table (data/subjects/<source>/poses.parquet): the side-by-side's source panel is "
                    "cropped around the source subject's box, scaled so the dancer is as tall as the stick "
                    "figure, and steadied over render.panel_window frames.")
-@click.option("--out", type=_FILE, required=True, help="transfer video to write (outputs/transfer.mp4).")
+@click.option("--out", type=_FILE, required=True, help="transfer video to write (outputs/<target>/<source>.mp4).")
 @click.option("--side-by-side", "side_by_side_out", type=_FILE, default=None,
-              help="side-by-side video to write: source | stick figure | generated (outputs/side_by_side.mp4); "
+              help="side-by-side video to write: source | stick figure | generated (outputs/<target>/side_by_side/<source>.mp4); "
                    "needs --source-poses. Leave both out to write the transfer video alone.")
 @PARAMS_OPTION
 @stage_command

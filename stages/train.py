@@ -22,7 +22,7 @@ DIR = click.Path(file_okay=False)
 @click.option("--frames", required=True, type=DIR, help="target frames directory (JPEGs + index.parquet).")
 @click.option("--labels", required=True, type=DIR, help="training label directory (PNGs + index.parquet).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
-              help="where to write the final generator (e.g. models/generator.pt).")
+              help="where to write the final generator (e.g. models/dancer/generator.pt).")
 @click.option("--checkpoints", required=True, type=DIR,
               help="checkpoint directory, kept between runs so a killed run resumes.")
 @click.option("--logdir", required=True, type=DIR, help="dvclive directory for losses, sample grids, metrics.json.")

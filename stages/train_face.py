@@ -1,4 +1,4 @@
-"""train_face: train the face GAN against the frozen main generator (models/face.pt)."""
+"""train_face@<target>: train the face GAN against the frozen main generator (models/<target>/face.pt)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from dancepipe.face.train import read_feature_net, train_face
 
 @click.command()
 @click.option("--generator", "generator_path", type=click.Path(dir_okay=False), required=True,
-              help="main generator checkpoint (models/generator.pt); it stays frozen.")
+              help="main generator checkpoint (models/<target>/generator.pt); it stays frozen.")
 @click.option("--frames", "frames_dir", type=click.Path(file_okay=False), required=True,
-              help="target frames directory with index.parquet (data/frames/target).")
+              help="target frames directory with index.parquet (data/frames/<target>).")
 @click.option("--labels", "labels_dir", type=click.Path(file_okay=False), required=True,
-              help="training labels directory with face boxes in index.parquet (data/labels/train).")
+              help="training labels directory with face boxes in index.parquet (data/labels/<target>/train).")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True,
-              help="where to write the face model (models/face.pt).")
+              help="where to write the face model (models/<target>/face.pt).")
 @click.option("--logdir", type=click.Path(file_okay=False), required=True,
               help="dvclive directory for losses, metrics.json and the face sample grid.")
 @PARAMS_OPTION

@@ -39,6 +39,18 @@ REPO = Path(__file__).resolve().parents[1]
 EXCLUDED_TOPS = {"data", "models", "outputs", "metrics", "dvclive", ".venv", ".dvc/cache", ".dvc/tmp"}
 KEEP = {"data/.gitignore"}
 
+# The catalog of the test projects: one target and two dances, both from one video, so
+# the test pipeline poses one clip for two subjects as the demo does (the man on the box
+# is picked by a point). Video names are those of SHORT_CLIPS.
+TEST_CATALOG: dict[str, Any] = {
+    "videos": {"cam01": "inputs/cam01.mp4", "sports2d": "inputs/sports2d.mp4"},
+    "subjects": {"cam01": {"video": "cam01", "person": "auto"},
+                 "walker": {"video": "sports2d", "person": "auto"},
+                 "jumper": {"video": "sports2d", "person": [0.37, 0.25]}},
+    "targets": ["cam01"],
+    "sources": ["walker", "jumper"],
+}
+
 # Params that make the demo pipeline run end to end in about a minute on 2 CPU cores.
 # Every key here must exist in the shipped params.yaml (checked by set_params).
 SMALL_PARAMS: dict[str, Any] = {
@@ -163,6 +175,17 @@ def set_params(project: Path, updates: Mapping[str, Any]) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
 
+def set_catalog(project: Path, **keys: Any) -> None:
+    """Replace whole catalog keys (``videos``, ``subjects``, ``targets``, ``sources``) of params.yaml."""
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for key, value in keys.items():
+        if key not in ("videos", "subjects", "targets", "sources"):
+            raise KeyError(f"'{key}' is not a catalog key")
+        params[key] = copy.deepcopy(value)
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+
+
 def shorten_clip(src: Path, dest: Path, step: int, scale: float, max_frames: int | None = None) -> Path:
     """Write every ``step``-th frame of ``src`` at ``scale`` size to ``dest`` (H.264).
 
@@ -213,33 +236,34 @@ def shorten_clip(src: Path, dest: Path, step: int, scale: float, max_frames: int
     return dest
 
 
-# (demo asset, every n-th frame, scale): ~50 target and ~77 source frames at half size.
-SHORT_CLIPS = {"target": ("pose2sim_cam01", 2, 0.5), "source": ("sports2d", 3, 0.5)}
+# video name -> (demo asset, every n-th frame, scale): ~50 target and ~77 source frames at half size.
+SHORT_CLIPS = {"cam01": ("pose2sim_cam01", 2, 0.5), "sports2d": ("sports2d", 3, 0.5)}
 
 
 def short_clips(cache: Path) -> dict[str, Path]:
-    """Shortened demo clips for end-to-end tests, made once into ``cache``."""
+    """Shortened demo clips for end-to-end tests (video name -> file), made once into ``cache``."""
     from dancepipe.assets import fetch_asset
 
     clips = {}
-    for subject, (asset, step, scale) in SHORT_CLIPS.items():
-        dest = cache / f"{subject}_{asset}_s{step}_x{scale}.mp4"
+    for name, (asset, step, scale) in SHORT_CLIPS.items():
+        dest = cache / f"{name}_{asset}_s{step}_x{scale}.mp4"
         if not dest.exists():
             tmp = dest.with_name(".tmp-" + dest.name)
             shorten_clip(fetch_asset(asset), tmp, step, scale)
             os.replace(tmp, dest)
-        clips[subject] = dest
+        clips[name] = dest
     return clips
 
 
 def make_project(dest: Path, params: Mapping[str, Any] | None = None, root: Path = REPO,
-                 clips: Mapping[str, Path] | None = None) -> Path:
+                 clips: Mapping[str, Path] | None = None, catalog: Mapping[str, Any] | None = None) -> Path:
     """Copy the shippable files of ``root`` into a new git repository at ``dest``.
 
     ``params`` (default :data:`SMALL_PARAMS`) is written into the copy's params.yaml
     before the single commit, so the copy's history starts with the small settings.
-    ``clips`` (subject -> video) are copied to ``inputs/`` and tracked with
-    ``dvc add``, and ``ingest`` points at them; without it the demo clips are used.
+    ``clips`` (video name -> file) are copied to ``inputs/<name>.mp4`` and tracked with
+    ``dvc add``, and the catalog becomes ``catalog`` (default :data:`TEST_CATALOG`,
+    whose videos are those clips); without clips the shipped demo catalog is kept.
     """
     dest.mkdir(parents=True, exist_ok=True)
     for rel in shipped_files(root):
@@ -249,10 +273,10 @@ def make_project(dest: Path, params: Mapping[str, Any] | None = None, root: Path
     set_params(dest, SMALL_PARAMS if params is None else params)
     git(dest, "init", "-q", "-b", "main")
     if clips:
-        for subject, clip in clips.items():
-            shutil.copy2(clip, dest / "inputs" / f"{subject}.mp4")
+        for name, clip in clips.items():
+            shutil.copy2(clip, dest / "inputs" / f"{name}.mp4")
         dvc(dest, "add", *(f"inputs/{s}.mp4" for s in clips))
-        set_params(dest, {f"ingest.{s}": f"inputs/{s}.mp4" for s in clips})
+        set_catalog(dest, **(TEST_CATALOG if catalog is None else catalog))
     git(dest, "add", "-A")
     git(dest, "commit", "-q", "-m", "project copy for tests")
     return dest
@@ -296,7 +320,7 @@ def tracked_outputs(project: Path) -> list[tuple[Path, bool]]:
 
 
 def stage_outputs(project: Path) -> dict[str, list[Path]]:
-    """Every stage's declared outputs (absolute paths), by stage name (``frames@target``)."""
+    """Every stage's declared outputs (absolute paths), by stage name (``frames@cam01``)."""
     from dvc.repo import Repo
 
     with Repo(str(project)) as repo:

@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from tests.dvc_helpers import (
+    TEST_CATALOG,
     clone_tree,
+    commit_all,
     dag_edges,
     dvc,
     file_digests,
@@ -26,35 +28,59 @@ from tests.dvc_helpers import (
     make_project,
     repro,
     reproduced_project,
+    set_catalog,
     set_params,
     stage_outputs,
     status_clean,
     tracked_outputs,
 )
 
-SUBJECTS = ("target", "source")
-ALL_STAGES = {
-    *(f"{s}@{x}" for s in ("ingest", "poses", "frames") for x in SUBJECTS),
-    "normfit", "labels@train", "labels@transfer", "train", "train_face", "render", "evaluate",
-}
 
-# The designed data flow (docs/ARCHITECTURE.md): upstream -> downstream, direct edges only.
-EXPECTED_EDGES = {
-    *((f"ingest@{x}", f"poses@{x}") for x in SUBJECTS),
-    *((f"ingest@{x}", f"frames@{x}") for x in SUBJECTS),
-    *((f"poses@{x}", f"frames@{x}") for x in SUBJECTS),
-    ("poses@target", "normfit"), ("poses@source", "normfit"),
-    ("poses@target", "labels@train"), ("frames@target", "labels@train"),
-    ("poses@source", "labels@transfer"), ("normfit", "labels@transfer"), ("frames@target", "labels@transfer"),
-    ("frames@target", "train"), ("labels@train", "train"),
-    ("train", "train_face"), ("frames@target", "train_face"), ("labels@train", "train_face"),
-    ("train", "render"), ("train_face", "render"), ("labels@transfer", "render"),
-    ("ingest@source", "render"), ("poses@source", "render"),
-    ("train", "evaluate"), ("train_face", "evaluate"), ("frames@target", "evaluate"),
-    ("labels@train", "evaluate"), ("labels@transfer", "evaluate"), ("render", "evaluate"),
-}
+def stages_of(catalog: dict[str, Any]) -> set[str]:
+    """Every stage name the matrix of ``catalog`` expands to."""
+    videos, subjects = catalog["videos"], catalog["subjects"]
+    targets, sources = catalog["targets"], catalog["sources"]
+    pairs = [f"{t}-{s}" for t in targets for s in sources]
+    return {
+        *(f"{st}@{v}" for st in ("ingest", "poses") for v in videos),
+        *(f"subject@{s}" for s in subjects),
+        *(f"{st}@{t}" for st in ("frames", "labels_train", "train", "train_face", "evaluate") for t in targets),
+        *(f"{st}@{p}" for st in ("normfit", "labels_transfer", "render", "evaluate_transfer") for p in pairs),
+        "report",
+    }
 
-AFTER_TRAIN = {"train", "train_face", "render", "evaluate"}
+
+def expected_edges(catalog: dict[str, Any]) -> set[tuple[str, str]]:
+    """The designed data flow (docs/ARCHITECTURE.md) of ``catalog``: upstream -> downstream, direct edges."""
+    videos, subjects = catalog["videos"], catalog["subjects"]
+    edges = {(f"ingest@{v}", f"poses@{v}") for v in videos}
+    for name, entry in subjects.items():
+        edges |= {(f"ingest@{entry['video']}", f"subject@{name}"), (f"poses@{entry['video']}", f"subject@{name}")}
+    for t in catalog["targets"]:
+        edges |= {(f"subject@{t}", f"frames@{t}"), (f"subject@{t}", f"labels_train@{t}"),
+                  (f"frames@{t}", f"labels_train@{t}"), (f"frames@{t}", f"train@{t}"),
+                  (f"labels_train@{t}", f"train@{t}"), (f"train@{t}", f"train_face@{t}"),
+                  (f"frames@{t}", f"train_face@{t}"), (f"labels_train@{t}", f"train_face@{t}"),
+                  (f"train@{t}", f"evaluate@{t}"), (f"train_face@{t}", f"evaluate@{t}"),
+                  (f"frames@{t}", f"evaluate@{t}"), (f"labels_train@{t}", f"evaluate@{t}"),
+                  (f"evaluate@{t}", "report")}
+        for s in catalog["sources"]:
+            p = f"{t}-{s}"
+            edges |= {(f"subject@{t}", f"normfit@{p}"), (f"subject@{s}", f"normfit@{p}"),
+                      (f"subject@{s}", f"labels_transfer@{p}"), (f"frames@{t}", f"labels_transfer@{p}"),
+                      (f"normfit@{p}", f"labels_transfer@{p}"),
+                      (f"train@{t}", f"render@{p}"), (f"train_face@{t}", f"render@{p}"),
+                      (f"labels_transfer@{p}", f"render@{p}"), (f"subject@{s}", f"render@{p}"),
+                      (f"labels_transfer@{p}", f"evaluate_transfer@{p}"), (f"render@{p}", f"evaluate_transfer@{p}"),
+                      (f"evaluate_transfer@{p}", "report")}
+    return edges
+
+
+ALL_STAGES = stages_of(TEST_CATALOG)
+T = TEST_CATALOG["targets"][0]
+PAIRS = [f"{T}-{s}" for s in TEST_CATALOG["sources"]]
+AFTER_TRAIN = {f"train@{T}", f"train_face@{T}", f"evaluate@{T}", "report",
+               *(f"{st}@{p}" for st in ("render", "evaluate_transfer") for p in PAIRS)}
 
 
 @pytest.fixture(scope="session")
@@ -81,12 +107,13 @@ def check_evaluate_outputs(project: Path) -> None:
     import pandas as pd
     import torch
 
-    metrics = json.loads((project / "metrics" / "eval.json").read_text(encoding="utf-8"))
+    root = project / "metrics" / "eval" / T
+    metrics = json.loads((root / "eval.json").read_text(encoding="utf-8"))
     # self-reenactment: one scored row per held-out frame the generator checkpoint records
-    split = torch.load(project / "models" / "generator.pt", map_location="cpu", weights_only=False)["split"]
+    split = torch.load(project / "models" / T / "generator.pt", map_location="cpu", weights_only=False)["split"]
     holdout = split["holdout_frames"]
     assert holdout and not set(holdout) & set(split["train_frames"])
-    per_frame = pd.read_csv(project / "metrics" / "eval_per_frame.csv")
+    per_frame = pd.read_csv(root / "eval_per_frame.csv")
     assert metrics["frames"] == len(holdout) and per_frame["frame"].tolist() == holdout
     for key in ("ssim", "ssim_box"):
         assert 0 < metrics[key] <= 1, (key, metrics[key])
@@ -94,14 +121,30 @@ def check_evaluate_outputs(project: Path) -> None:
     for key in ("psnr", "psnr_box"):
         assert 0 < metrics[key] < 100, (key, metrics[key])
     assert metrics["baseline_frames"] <= len(holdout) and 0 < metrics["baseline_ssim"] <= 1
-    # transfer: one row per frame of the rendered video (decoded here), trimmed labels aside
-    transfer = json.loads((project / "metrics" / "transfer.json").read_text(encoding="utf-8"))
-    with av.open(str(project / "outputs" / "transfer.mp4")) as container:
-        video_frames = sum(1 for _ in container.decode(video=0))
-    labels = len(list((project / "data" / "labels" / "transfer").glob("[0-9]*.png")))
-    assert transfer["frames"] == video_frames == len(pd.read_csv(project / "metrics" / "transfer_per_frame.csv"))
-    assert transfer["frames"] + transfer["trimmed_frames"] == labels
-    assert transfer["empty_label_frames_generated"] == 0
+    # transfer, per pair: one row per frame of the rendered video (decoded here), trimmed labels aside
+    index = (project / "outputs" / "report.html").read_text(encoding="utf-8")
+    assert f"<a href='{T}/held-out.html'>{T}</a>" in index and (project / "outputs" / T / "held-out.html").is_file()
+    for source in TEST_CATALOG["sources"]:
+        transfer = json.loads((root / source / "transfer.json").read_text(encoding="utf-8"))
+        with av.open(str(project / "outputs" / T / f"{source}.mp4")) as container:
+            video_frames = sum(1 for _ in container.decode(video=0))
+        with av.open(str(project / "outputs" / T / "side_by_side" / f"{source}.mp4")) as container:
+            assert sum(1 for _ in container.decode(video=0)) == video_frames
+        labels = len(list((project / "data" / "labels" / T / "transfer" / source).glob("[0-9]*.png")))
+        assert transfer["frames"] == video_frames == len(pd.read_csv(root / source / "transfer_per_frame.csv"))
+        assert transfer["frames"] + transfer["trimmed_frames"] == labels
+        assert transfer["empty_label_frames_generated"] == 0
+        page = (project / "outputs" / T / f"{source}.html").read_text(encoding="utf-8")
+        assert "source | stick figure | generated" in page  # its samples are side-by-side frames
+        assert f"<a href='{T}/{source}.html'>{source}</a>" in index and f"{T}/{source}.mp4" in index
+    # the two dances of the one sports2d clip follow two different people: the woman in front,
+    # the man on the box behind her (his feet above the picture's 60 % line)
+    height = json.loads((project / "data" / "videos" / "sports2d" / "meta.json").read_text())["height"]
+    walker = pd.read_parquet(project / "data" / "subjects" / "walker" / "poses.parquet")
+    jumper = pd.read_parquet(project / "data" / "subjects" / "jumper" / "poses.parquet")
+    assert walker["person_found"].sum() > 30 and jumper["person_found"].sum() > 10
+    assert (walker.loc[walker["person_found"], "box_y0"] > 0.45 * height).all()
+    assert (jumper.loc[jumper["person_found"], "box_y1"] < 0.6 * height).all()
 
 
 @pytest.mark.slow
@@ -113,22 +156,18 @@ def test_second_repro_runs_nothing_and_status_is_clean(project: Path) -> None:
     assert clean, out
 
 
-def declared_plots(project: Path) -> dict[str, dict[str, list[str]] | None]:
-    """Every plot dvc.yaml declares, read from the file: top-level plot id → {file: y columns},
-    and each stage plot's files (a directory stands for every file under it) → None."""
-    import yaml
+def declared_plots(project: Path) -> dict[str, None]:
+    """Every plot file the pipeline declares (a directory stands for every file under it) → None."""
+    from dvc.repo import Repo
 
-    spec = yaml.safe_load((project / "dvc.yaml").read_text(encoding="utf-8"))
-    plots: dict[str, dict[str, list[str]] | None] = {}
-    for item in spec.get("plots", []):
-        (name, props), = item.items()
-        plots[name] = {f: ([ys] if isinstance(ys, str) else list(ys)) for f, ys in props["y"].items()}
-    for stage in spec["stages"].values():
-        for entry in stage.get("plots", []) + stage.get("do", {}).get("plots", []):
-            path = project / (entry if isinstance(entry, str) else next(iter(entry)))
-            files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
-            assert files, f"{path}: a declared plot with nothing to show"
-            plots.update({str(f.relative_to(project)): None for f in files})
+    with Repo(str(project)) as repo:
+        paths = [o.def_path for st in repo.index.stages for o in st.outs if o.plot]
+    plots: dict[str, None] = {}
+    for rel in paths:
+        path = project / rel
+        files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+        assert files, f"{path}: a declared plot with nothing to show"
+        plots.update({str(f.relative_to(project)): None for f in files})
     return plots
 
 
@@ -140,29 +179,20 @@ def _rows(path: Path) -> int:
 
 @pytest.mark.slow
 def test_plots_show_renders_every_declared_plot(project: Path, tmp_path: Path) -> None:
-    """``dvc plots show`` on the reproduced project renders each plot dvc.yaml declares (top-level
-    plots by id, stage plots by file), with every data row of the files behind it, and no error."""
+    """``dvc plots show`` on the reproduced project renders each plot the stages declare, for every
+    target and pair, with every data row of the files behind it, and no error."""
     declared = declared_plots(project)
-    assert {"eval_ssim", "eval_psnr", "pose_distance", "warp_error", "data/norm/normfit.png",
-            "metrics/eval_per_frame.csv", "metrics/transfer_per_frame.csv"} <= set(declared)
+    assert {f"data/norm/{T}/walker.png", f"data/norm/{T}/jumper.png", f"metrics/eval/{T}/eval_per_frame.csv",
+            f"metrics/eval/{T}/walker/transfer_per_frame.csv",
+            f"metrics/eval/{T}/jumper/transfer_per_frame.csv"} <= set(declared)
     out = dvc(project, "plots", "show", "--json", "-o", str(tmp_path / "json")).stdout
     shown = json.loads(out.strip().splitlines()[-1])  # the JSON line, after any warnings
     assert not shown.get("errors"), shown.get("errors")
     data = shown["data"]
     assert set(data) == set(declared)
-    for plot_id, files in declared.items():
+    for plot_id in declared:
         (rendered,) = data[plot_id]
-        if files is not None:  # a top-level plot: one row per (file row, y column)
-            values = rendered["content"]["data"]["values"]
-            expected = {f"{Path(f).name}::{y}": _rows(project / f) for f, ys in files.items() for y in ys}
-            got: dict[str, int] = {}
-            for v in values:
-                # DVC names the series "<file>::<column>", or just the column when one file is plotted
-                series = v["filename::field"] if len(files) > 1 else f"{Path(next(iter(files))).name}::{v['field']}"
-                got[series] = got.get(series, 0) + 1
-                assert v["dvc_inferred_y_value"] == v[series.split("::")[1]], (plot_id, v)
-            assert got == expected, plot_id
-        elif plot_id.endswith(".png"):
+        if plot_id.endswith(".png"):
             assert rendered["type"] == "image"
             assert Path(rendered["url"]).read_bytes() == (project / plot_id).read_bytes(), plot_id
         else:
@@ -176,10 +206,13 @@ def test_plots_show_renders_every_declared_plot(project: Path, tmp_path: Path) -
 
 def test_dag_is_the_designed_graph(tmp_path: Path) -> None:
     # Cheap: dvc dag needs only dvc.yaml (no clips under inputs/, which would add .dvc nodes).
+    import yaml
+
+    from tests.dvc_helpers import REPO
+
+    expected = expected_edges(yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8")))
     edges = dag_edges(make_project(tmp_path / "p"))
-    assert edges == EXPECTED_EDGES, (
-        f"unexpected: {sorted(edges - EXPECTED_EDGES)}; missing: {sorted(EXPECTED_EDGES - edges)}"
-    )
+    assert edges == expected, f"unexpected: {sorted(edges - expected)}; missing: {sorted(expected - edges)}"
 
 
 # (param change, stages that must run). Everything else must be skipped.
@@ -187,10 +220,19 @@ PARAM_CASES = {
     "train param": ({"train.lr": 0.0005}, AFTER_TRAIN),
     "frame size": (
         {"frames.height": 112},
-        {"frames@target", "frames@source", "labels@train", "labels@transfer", *AFTER_TRAIN},
+        {f"frames@{T}", f"labels_train@{T}", *(f"labels_transfer@{p}" for p in PAIRS), *AFTER_TRAIN},
     ),
-    "transfer smoothing": ({"labels.transfer.window": 7}, {"labels@transfer", "render", "evaluate"}),
-    "render param": ({"render.crf": 30}, {"render", "evaluate"}),
+    "transfer smoothing": (
+        {"labels.transfer.window": 7},
+        {"report", *(f"{st}@{p}" for st in ("labels_transfer", "render", "evaluate_transfer") for p in PAIRS)},
+    ),
+    "render param": ({"render.crf": 30}, {"report", *(f"{st}@{p}" for st in ("render", "evaluate_transfer")
+                                                       for p in PAIRS)}),
+    "one dancer's choice": (  # the jumper's entry now follows the woman in front: another dance
+        {"subjects.jumper.person": "auto"},
+        {"subject@jumper", "report", *(f"{st}@{T}-jumper" for st in ("normfit", "labels_transfer", "render",
+                                                                      "evaluate_transfer"))},
+    ),
 }
 
 
@@ -220,13 +262,13 @@ def test_changing_one_param_reruns_exactly_its_stage_and_downstream(
 def test_bad_param_stops_the_pipeline_and_checkout_restores(project: Path, tmp_path: Path) -> None:
     work = clone_tree(project, tmp_path / "p")
     params = (work / "params.yaml").read_text(encoding="utf-8")
-    generator = (work / "models" / "generator.pt").read_bytes()
+    generator = (work / "models" / T / "generator.pt").read_bytes()
     set_params(work, {"train.steps": 0})
     proc = dvc(work, "repro", check=False)
     assert proc.returncode != 0
     errors = [line for line in proc.stdout.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1 and "'train.steps' = 0" in errors[0] and ">= 1" in errors[0], proc.stdout[-3000:]
-    assert "Running stage 'train_face'" not in proc.stdout
+    assert "Running stage 'train_face" not in proc.stdout
     # The stage wrote nothing (no temporary leftovers). DVC itself removed the stage's
     # old outputs before running it: cached ones come back from the DVC cache, the
     # git-tracked logs (cache: false) from git.
@@ -236,7 +278,7 @@ def test_bad_param_stops_the_pipeline_and_checkout_restores(project: Path, tmp_p
     dvc(work, "checkout")
     clean, out = status_clean(work)
     assert clean, out
-    assert (work / "models" / "generator.pt").read_bytes() == generator
+    assert (work / "models" / T / "generator.pt").read_bytes() == generator
 
 
 def _exp_rows(show: Any) -> list[dict[str, Any]]:
@@ -249,9 +291,13 @@ def _exp_rows(show: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _metrics(row: dict[str, Any], name: str = "eval.json") -> dict[str, Any]:
+EVAL_JSON = f"metrics/eval/{T}/eval.json"
+TRANSFER_JSON = f"metrics/eval/{T}/walker/transfer.json"
+
+
+def _metrics(row: dict[str, Any], name: str = EVAL_JSON) -> dict[str, Any]:
     data = (row.get("data") or {}).get("metrics") or {}
-    return (data.get(f"metrics/{name}") or {}).get("data") or {}
+    return (data.get(name) or {}).get("data") or {}
 
 
 def _plain(value: Any) -> Any:
@@ -282,8 +328,8 @@ def _param(row: dict[str, Any], dotted: str) -> Any:
 def test_exp_run_records_metrics_for_both_runs(project: Path, tmp_path: Path) -> None:
     work = clone_tree(project, tmp_path / "p")
     proc = dvc(work, "exp", "run", "-S", "render.crf=28", "--name", "crf28")
-    assert "Running stage 'render'" in proc.stdout
-    assert "Running stage 'train'" not in proc.stdout
+    assert f"Running stage 'render@{T}-walker'" in proc.stdout
+    assert "Running stage 'train" not in proc.stdout
     show = json.loads(dvc(work, "exp", "show", "--json").stdout)
     rows = [r for r in _exp_rows(show) if r.get("rev") != "workspace"]
     baseline = next(r for r in rows if r.get("name") != "crf28" and _param(r, "render.crf") is not None)
@@ -293,15 +339,15 @@ def test_exp_run_records_metrics_for_both_runs(project: Path, tmp_path: Path) ->
     assert base_m and exp_m, json.dumps(show)[:3000]
     # each row holds its own run's metrics: the baseline's are the committed file, the experiment's
     # the file its run left in the workspace
-    committed = json.loads(git(work, "show", "HEAD:metrics/eval.json").stdout)
+    committed = json.loads(git(work, "show", f"HEAD:{EVAL_JSON}").stdout)
     assert _same(base_m, committed), {k: (base_m.get(k), committed.get(k)) for k in {*base_m, *committed}
                                       if _plain(base_m.get(k)) != _plain(committed.get(k))}
-    assert _same(exp_m, json.loads((work / "metrics" / "eval.json").read_text(encoding="utf-8")))
+    assert _same(exp_m, json.loads((work / EVAL_JSON).read_text(encoding="utf-8")))
     # render.crf changes the video, not the self-reenactment scored on generated held-out frames
     assert _same(exp_m, base_m)
-    base_t, exp_t = _metrics(baseline, "transfer.json"), _metrics(exp, "transfer.json")
-    assert _same(base_t, json.loads(git(work, "show", "HEAD:metrics/transfer.json").stdout))
-    assert _same(exp_t, json.loads((work / "metrics" / "transfer.json").read_text(encoding="utf-8")))
+    base_t, exp_t = _metrics(baseline, TRANSFER_JSON), _metrics(exp, TRANSFER_JSON)
+    assert _same(base_t, json.loads(git(work, "show", f"HEAD:{TRANSFER_JSON}").stdout))
+    assert _same(exp_t, json.loads((work / TRANSFER_JSON).read_text(encoding="utf-8")))
     assert exp_t["frames"] == base_t["frames"] > 0
     check_diffs_between(work, "HEAD", "crf28", {"render.crf": (_param(baseline, "render.crf"), 28)})
 
@@ -310,14 +356,14 @@ def check_diffs_between(work: Path, old_rev: str, new_rev: str, params: dict[str
     """``dvc params diff`` lists exactly ``params`` (key → (old, new)); ``dvc metrics diff`` gives, for
     every metrics file dvc.yaml declares, the values of the two runs' files (``new_rev``'s results
     are in the workspace), and without ``--all`` exactly the keys whose values differ."""
-    import yaml
+    from dvc.repo import Repo
 
     diff = json.loads(dvc(work, "params", "diff", old_rev, new_rev, "--json").stdout)
     assert {k: (v["old"], v["new"]) for k, v in diff.get("params.yaml", {}).items()} == params
     assert set(diff) == {"params.yaml"}
-    stages = yaml.safe_load((work / "dvc.yaml").read_text(encoding="utf-8"))["stages"].values()
-    files = [next(iter(m)) if isinstance(m, dict) else m for st in stages for m in st.get("metrics", [])]
-    assert "metrics/eval.json" in files and "metrics/transfer.json" in files
+    with Repo(str(work)) as repo:
+        files = sorted(o.def_path for st in repo.index.stages for o in st.outs if o.metric)
+    assert EVAL_JSON in files and TRANSFER_JSON in files and len(files) == 3 + len(PAIRS)  # + 2 dvclive
     every = json.loads(dvc(work, "metrics", "diff", old_rev, new_rev, "--all", "--json").stdout)
     changed = json.loads(dvc(work, "metrics", "diff", old_rev, new_rev, "--json").stdout)
     assert set(every) == set(files)
@@ -328,3 +374,70 @@ def check_diffs_between(work: Path, old_rev: str, new_rev: str, params: dict[str
         assert _plain({k: v["new"] for k, v in every[f].items()}) == new, f
         differ = {k for k in {*old, *new} if old.get(k) != new.get(k)}
         assert set(changed.get(f, {})) == differ, f
+
+
+# --- many dances, many dancers: what a catalog change reruns ---------------------------------------------
+
+
+def _catalog(project: Path) -> dict[str, Any]:
+    import yaml
+
+    params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+    return {k: params[k] for k in ("videos", "subjects", "targets", "sources")}
+
+
+@pytest.mark.slow
+def test_adding_a_dance_runs_only_its_own_stages(project: Path, tmp_path: Path) -> None:
+    """A new video as a new source: its ingest, poses and subject, and its one pair's stages; the
+    other videos' ingests (which depend only on their own files) and the training never run."""
+    import shutil
+
+    work = clone_tree(project, tmp_path / "p")
+    shutil.copy2(work / "inputs" / "sports2d.mp4", work / "inputs" / "encore.mp4")
+    dvc(work, "add", "inputs/encore.mp4")
+    cat = _catalog(work)
+    cat["videos"]["encore"] = "inputs/encore.mp4"
+    cat["subjects"]["encore"] = {"video": "encore", "person": "auto"}
+    cat["sources"].append("encore")
+    set_catalog(work, **cat)
+    before = file_digests([p for p, cached in tracked_outputs(work) if cached], work)
+    result = repro(work)
+    new = {"ingest@encore", "poses@encore", "subject@encore", "report",
+           *(f"{st}@{T}-encore" for st in ("normfit", "labels_transfer", "render", "evaluate_transfer"))}
+    assert result.ran == new, f"ran {sorted(result.ran)}"
+    assert result.skipped == ALL_STAGES - {"report"}
+    clean, out = status_clean(work)
+    assert clean, out
+    after = file_digests([p for p, cached in tracked_outputs(work) if cached], work)
+    assert {k: after[k] for k in before if not k.startswith("outputs/report")} == {
+        k: v for k, v in before.items() if not k.startswith("outputs/report")}
+    assert f"{T}/encore.mp4" in (work / "outputs" / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_adding_a_dancer_trains_only_them_and_removing_a_dance_keeps_the_rest(project: Path, tmp_path: Path) -> None:
+    work = clone_tree(project, tmp_path / "p")
+    cat = _catalog(work)
+    cat["targets"].append("walker")
+    set_catalog(work, **cat)
+    result = repro(work)
+    new = {*(f"{st}@walker" for st in ("frames", "labels_train", "train", "train_face", "evaluate")), "report",
+           *(f"{st}@walker-{s}" for st in ("normfit", "labels_transfer", "render", "evaluate_transfer")
+             for s in cat["sources"])}
+    assert result.ran == new, f"ran {sorted(result.ran)}"
+    assert not {r for r in result.ran if r.endswith(f"@{T}") or f"@{T}-" in r}
+    assert (work / "models" / "walker" / "generator.pt").is_file()
+    # Removing a source: the other pairs stay valid and cached; only the index is rewritten.
+    commit_all(work, "two dancers")
+    kept = file_digests([p for p, cached in tracked_outputs(work) if cached and "jumper" not in str(p)], work)
+    cat["sources"].remove("jumper")
+    set_catalog(work, **cat)
+    result = repro(work)
+    assert result.ran == {"report"}, f"ran {sorted(result.ran)}"
+    clean, out = status_clean(work)
+    assert clean, out
+    index = (work / "outputs" / "report.html").read_text(encoding="utf-8")
+    assert "jumper" not in index and f"{T}/walker.mp4" in index and "walker/walker.mp4" in index
+    now = file_digests([p for p, cached in tracked_outputs(work) if cached and "jumper" not in str(p)], work)
+    assert {k: now[k] for k in kept if "report.html" not in k} == {k: v for k, v in kept.items()
+                                                                   if "report.html" not in k}

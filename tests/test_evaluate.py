@@ -15,7 +15,8 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from dancepipe.evaluate import EvaluateConfig, evaluate_holdout, evaluate_transfer, run_evaluate
+from dancepipe.errors import DancepipeError
+from dancepipe.evaluate import EvaluateConfig, evaluate_holdout, evaluate_transfer, run_holdout, run_transfer
 from dancepipe.keypoints import KEYPOINT_COLUMNS, KP
 from dancepipe.metrics import PSNR_CAP
 from dancepipe.render import RenderConfig, load_rgb, run_render
@@ -264,7 +265,7 @@ def test_transfer_video_with_the_wrong_frame_count_for_the_rule_is_an_error(gapp
     assert ev.summary["frames"] == 8
 
 
-def _check_outputs(metrics_dir: Path, report: Path, expect_curves: bool) -> dict:
+def _check_outputs(metrics_dir: Path, holdout_page: Path, transfer_page: Path, expect_curves: bool) -> dict:
     ev = json.loads((metrics_dir / "eval.json").read_text())
     tr = json.loads((metrics_dir / "transfer.json").read_text())
     assert set(ev) == EVAL_KEYS
@@ -281,17 +282,33 @@ def _check_outputs(metrics_dir: Path, report: Path, expect_curves: bool) -> dict
     assert {"ssim_face", "psnr_face", "baseline_frame", "baseline_ssim", "baseline_ssim_face",
             "baseline_pose_distance", "baseline_warp_error"} <= set(per_frame.columns)
     assert {"label_person", "generated"} <= set(pd.read_csv(metrics_dir / "transfer_per_frame.csv").columns)
-    text = report.read_text()
-    assert text.startswith("<!doctype html>") and "data:image/png;base64," in text
+    for page in (holdout_page, transfer_page):
+        text = page.read_text()
+        assert text.startswith("<!doctype html>") and "data:image/png;base64," in text
+        assert "http://" not in text and "https://" not in text  # nothing to fetch
+    text = holdout_page.read_text()
     assert "<th>generator</th><th>nearest-neighbour baseline</th>" in text
-    assert "label | generated | baseline | real" in text
-    assert "http://" not in text and "https://" not in text  # nothing to fetch
+    assert "label | generated | baseline | real" in text and "Transfer video" not in text
     assert ("training curves" in text) and (("No training curves" in text) != expect_curves)
+    text = transfer_page.read_text()
+    assert "Transfer video" in text and "Self-reenactment" not in text and "Training curves" not in text
     return {"eval": ev, "transfer": tr}
 
 
+def _holdout_args(data, tmp_path: Path, labels: Path | None = None) -> list[str]:
+    return ["--generator", str(data["generator"]), "--face", str(tmp_path / "no_face.pt"), "--frames",
+            str(data["frames"]), "--labels", str(labels or data["labels"]), "--metrics-dir",
+            str(tmp_path / "metrics"), "--report", str(tmp_path / "held-out.html")]
+
+
+def _transfer_args(data, tmp_path: Path, labels: Path | None = None, video: Path | None = None) -> list[str]:
+    return ["--labels", str(labels or data["labels"]), "--video", str(video or data["video"]),
+            "--metrics-dir", str(tmp_path / "metrics"), "--report", str(tmp_path / "pair.html")]
+
+
 def test_stage_cli_writes_metrics_plots_and_report(data, tmp_path, pose_weights):
-    from stages.evaluate import main
+    from stages.evaluate import main as holdout_main
+    from stages.evaluate_transfer import main as transfer_main
 
     curves = tmp_path / "dvclive"
     (curves / "loss").mkdir(parents=True)
@@ -299,24 +316,26 @@ def test_stage_cli_writes_metrics_plots_and_report(data, tmp_path, pose_weights)
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"evaluate": {"device": "cpu", "pose_model": str(pose_weights),
                                                    "imgsz": 128, "sample_frames": 2}}))
-    args = ["--generator", str(data["generator"]), "--face", str(tmp_path / "no_face.pt"), "--frames",
-            str(data["frames"]), "--labels", str(data["labels"]), "--transfer-labels", str(data["labels"]),
-            "--transfer-video", str(data["video"]), "--metrics-dir", str(tmp_path / "metrics"),
-            "--report", str(tmp_path / "report.html"), "--params", str(params)]
+    held = [*_holdout_args(data, tmp_path), "--params", str(params)]
+    trans = [*_transfer_args(data, tmp_path), "--params", str(params)]
     # an unknown render.empty rule is a usage error
-    res = CliRunner().invoke(main, [*args, "--empty", "skip"])
+    res = CliRunner().invoke(transfer_main, [*trans, "--empty", "skip"])
     assert res.exit_code == 2 and "hold" in res.output and "trim" in res.output
     # face model missing: one sentence, exit 1, nothing written
-    res = CliRunner().invoke(main, args)
+    res = CliRunner().invoke(holdout_main, held)
     assert res.exit_code == 1 and "no_face.pt: face model does not exist" in res.output
-    assert not (tmp_path / "metrics").exists() and not (tmp_path / "report.html").exists()
+    assert not (tmp_path / "metrics").exists() and not (tmp_path / "held-out.html").exists()
     # face off in params: runs and writes everything
     params.write_text(yaml.safe_dump({"evaluate": {"device": "cpu", "pose_model": str(pose_weights),
                                                    "imgsz": 128, "sample_frames": 2, "face": False}}))
-    res = CliRunner().invoke(main, [*args, "--train-curves", str(curves), "--empty", "hold"])
+    res = CliRunner().invoke(holdout_main, [*held, "--train-curves", str(curves), "--name", "me"])
     assert res.exit_code == 0, res.output
-    assert "held-out 4 frames" in res.output and "transfer 8 frames" in res.output and "baseline" in res.output
-    _check_outputs(tmp_path / "metrics", tmp_path / "report.html", expect_curves=True)
+    assert "evaluate me: held-out 4 frames" in res.output and "baseline" in res.output
+    res = CliRunner().invoke(transfer_main, [*trans, "--empty", "hold", "--name", "me-walk"])
+    assert res.exit_code == 0, res.output
+    assert "evaluate me-walk: 8 frames" in res.output
+    _check_outputs(tmp_path / "metrics", tmp_path / "held-out.html", tmp_path / "pair.html", expect_curves=True)
+    assert "<title>dancepipe: me-walk</title>" in (tmp_path / "pair.html").read_text()
 
 
 def _strict_json(path: Path) -> dict:
@@ -332,7 +351,8 @@ def test_figures_that_cannot_be_computed_are_written_as_null(data, tmp_path, pos
     """No person found anywhere (a detection score of 0.99 is out of reach for these tiny frames)
     and no face box in the held-out frames: the pose and face figures are null, present, and
     the files are strict JSON; every other figure is a finite number."""
-    from stages.evaluate import main
+    from stages.evaluate import main as holdout_main
+    from stages.evaluate_transfer import main as transfer_main
 
     labels = tmp_path / "labels"
     shutil.copytree(data["labels"], labels)
@@ -340,12 +360,12 @@ def test_figures_that_cannot_be_computed_are_written_as_null(data, tmp_path, pos
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"evaluate": {"device": "cpu", "pose_model": str(pose_weights), "imgsz": 128,
                                                    "det_conf": 0.99, "sample_frames": 0, "face": False}}))
-    res = CliRunner().invoke(main, [
-        "--generator", str(data["generator"]), "--face", str(tmp_path / "no_face.pt"), "--frames",
-        str(data["frames"]), "--labels", str(labels), "--transfer-labels", str(labels), "--transfer-video",
-        str(data["video"]), "--metrics-dir", str(tmp_path / "metrics"), "--report", str(tmp_path / "r.html"),
-        "--params", str(params)])
+    res = CliRunner().invoke(holdout_main, [*_holdout_args(data, tmp_path, labels), "--params", str(params)])
     assert res.exit_code == 0, res.output
+    assert "pose distance n/a" in res.output
+    res = CliRunner().invoke(transfer_main, [*_transfer_args(data, tmp_path, labels), "--params", str(params)])
+    assert res.exit_code == 0, res.output
+    assert "pose distance n/a" in res.output
     ev, tr = _strict_json(tmp_path / "metrics" / "eval.json"), _strict_json(tmp_path / "metrics" / "transfer.json")
     assert set(ev) == EVAL_KEYS and set(tr) == TRANSFER_KEYS  # nothing left out
     null_eval = {"pose_distance", "baseline_pose_distance", "ssim_face", "psnr_face", "baseline_ssim_face",
@@ -359,23 +379,35 @@ def test_figures_that_cannot_be_computed_are_written_as_null(data, tmp_path, pos
     # the per-frame tables leave those cells empty
     per_frame = pd.read_csv(tmp_path / "metrics" / "eval_per_frame.csv", keep_default_na=False)
     assert (per_frame[["pose_distance", "ssim_face", "baseline_pose_distance"]] == "").all().all()
-    assert "pose distance n/a" in res.output
 
 
 def test_stage_cli_rejects_a_video_that_does_not_match_the_labels(data, tmp_path, pose_weights):
-    from stages.evaluate import main
+    from stages.evaluate_transfer import main
 
     short = write_video(tmp_path / "short.mp4", [np.zeros((H, W, 3), np.uint8)] * 3, fps=10)
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"evaluate": {"device": "cpu", "pose_model": str(pose_weights),
                                                    "imgsz": 128, "face": False}}))
-    res = CliRunner().invoke(main, [
-        "--generator", str(data["generator"]), "--face", "x.pt", "--frames", str(data["frames"]),
-        "--labels", str(data["labels"]), "--transfer-labels", str(data["labels"]), "--transfer-video", str(short),
-        "--metrics-dir", str(tmp_path / "m"), "--report", str(tmp_path / "r.html"), "--params", str(params)])
+    res = CliRunner().invoke(main, [*_transfer_args(data, tmp_path, video=short), "--params", str(params)])
     assert res.exit_code == 1
     assert "short.mp4: has 3 frames but" in res.output and "rerun the render stage" in res.output
-    assert not (tmp_path / "m").exists()
+    assert not (tmp_path / "metrics").exists()
+
+
+def test_transfer_samples_are_side_by_side_frames(data, tmp_path, pose_model):
+    """With render's side-by-side video, the page's samples are its frames at the sampled positions."""
+    frames = [np.full((H, 3 * W, 3), 20 * i, np.uint8) for i in range(N)]
+    sbs = write_video(tmp_path / "sbs.mp4", frames, fps=10)
+    ev = evaluate_transfer(pose_model, EvaluateConfig(imgsz=128, sample_frames=3), labels_dir=data["labels"],
+                           video=data["video"], side_by_side=sbs)
+    assert len(ev.samples) == 3
+    for frame, panels in ev.samples:
+        assert len(panels) == 1 and panels[0].shape == (H, 3 * W, 3)
+        assert abs(float(panels[0].mean()) - 20 * frame) < 4  # the side-by-side frame of that position
+    short = write_video(tmp_path / "short.mp4", frames[:3], fps=10)
+    with pytest.raises(DancepipeError, match="short.mp4: has 3 frames but the transfer video has"):
+        evaluate_transfer(pose_model, EvaluateConfig(imgsz=128), labels_dir=data["labels"], video=data["video"],
+                          side_by_side=short)
 
 
 def test_evaluate_config_names_allowed_values():
@@ -390,15 +422,15 @@ def test_evaluate_on_the_demo_gives_every_metric_finite_and_in_range(
     tmp_path, demo_generator, demo_face, demo_frames, demo_labels, demo_transfer_video, pose_weights,
 ):
     frames = demo_frames["target"] if isinstance(demo_frames, dict) else demo_frames
-    result = run_evaluate(
-        # the demo generator is trained for a few steps only: accept faint detections
-        EvaluateConfig(device="cpu", pose_model=str(pose_weights), det_conf=0.05), generator_path=demo_generator,
-        face_path=demo_face, frames_dir=frames, labels_dir=demo_labels["train"],
-        transfer_labels_dir=demo_labels["transfer"], transfer_video=demo_transfer_video,
-        metrics_dir=tmp_path / "metrics", report_path=tmp_path / "report.html",
-        train_curves=tmp_path / "absent",
-    )
-    out = _check_outputs(tmp_path / "metrics", tmp_path / "report.html", expect_curves=False)
+    # the demo generator is trained for a few steps only: accept faint detections
+    cfg = EvaluateConfig(device="cpu", pose_model=str(pose_weights), det_conf=0.05)
+    holdout = run_holdout(cfg, generator_path=demo_generator, face_path=demo_face, frames_dir=frames,
+                          labels_dir=demo_labels["train"], metrics_dir=tmp_path / "metrics",
+                          report_path=tmp_path / "held-out.html", train_curves=tmp_path / "absent")
+    transfer = run_transfer(cfg, labels_dir=demo_labels["transfer"], video=demo_transfer_video,
+                            metrics_dir=tmp_path / "metrics", report_path=tmp_path / "pair.html")
+    out = _check_outputs(tmp_path / "metrics", tmp_path / "held-out.html", tmp_path / "pair.html",
+                         expect_curves=False)
     for name, d in out.items():
         found = (1.0 - d["no_person_rate"]) if "no_person_rate" in d else d["detection_rate"]
         for k, v in d.items():
@@ -409,10 +441,10 @@ def test_evaluate_on_the_demo_gives_every_metric_finite_and_in_range(
                 assert d["baseline_no_person_rate"] == 1.0, (name, k)
             else:
                 assert v is not None and math.isfinite(v), (name, k)
-    assert result.holdout.summary["frames"] >= 2
-    assert len(result.holdout.samples) == min(4, result.holdout.summary["frames"])
+    assert holdout.evaluation.summary["frames"] >= 2
+    assert len(holdout.evaluation.samples) == min(4, holdout.evaluation.summary["frames"])
     first = load_rgb(demo_labels["transfer"] / pd.read_parquet(demo_labels["transfer"] / "index.parquet")["file"][0])
-    assert result.transfer.samples[0][1][1].shape == first.shape
+    assert transfer.evaluation.samples[0][1][1].shape == first.shape
 
 
 @pytest.mark.slow

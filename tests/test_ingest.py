@@ -26,12 +26,19 @@ def frames(n: int = 12, seed: int = 0) -> list[np.ndarray]:
     return [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(n)]
 
 
-def run_ingest(tmp_path: Path, section: dict, subject: str = "target"):
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_ingest(tmp_path: Path, videos: dict, name: str = "target"):
+    """Run the ingest stage for video ``name`` of a catalog holding ``videos``."""
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"ingest": section}))
+    first = next(iter(videos))
+    params.write_text(yaml.safe_dump({
+        "videos": videos, "subjects": {n: {"video": n} for n in videos}, "targets": [first], "sources": [first],
+    }))
     out = tmp_path / "data" / "videos"
     result = CliRunner().invoke(
-        ingest_main, ["--subject", subject, "--out", str(out / subject), "--params", str(params)],
+        ingest_main, ["--name", name, "--out", str(out / name), "--params", str(params)],
     )
     return result, out
 
@@ -49,7 +56,7 @@ def assert_clean_failure(result, out: Path, *fragments: str) -> None:
 
 def test_ingest_copies_video_and_writes_metadata(tmp_path, make_video):
     video = make_video("clip.mp4", frames(12), fps=12, audio_tone_hz=330.0)
-    result, out = run_ingest(tmp_path, {"target": str(video), "source": "demo:sports2d"})
+    result, out = run_ingest(tmp_path, {"target": str(video), "source": "inputs/demo/sports2d.demo"})
     assert result.exit_code == 0, result.output
     assert "12 frames, 64x48" in result.output
     copy = out / "target" / "video.mp4"
@@ -126,24 +133,40 @@ def test_truncated_video_is_ingested_with_a_warning(tmp_path, make_video, caplog
     assert f"{meta['missing_frames']} announced frames are missing" in warnings[0]
 
 
-def test_unknown_demo_name(tmp_path):
-    result, out = run_ingest(tmp_path, {"target": "demo:pose2sim_cam09"})
-    assert_clean_failure(result, out, "ingest.target", "demo:dancer", "demo:sports2d", "demo:pose2sim_cam01")
+def test_a_demo_clip_is_named_by_its_pointer_file(tmp_path):
+    """``demo:<clip>`` (the old params syntax) is not a file dvc.yaml could list: the error names the file to use."""
+    result, out = run_ingest(tmp_path, {"target": "demo:pose2sim_cam01"})
+    assert_clean_failure(result, out, "video 'target' = 'demo:pose2sim_cam01' is not a file",
+                         "inputs/demo/pose2sim_cam01.demo")
 
 
-def test_misspelled_params_key(tmp_path):
-    result, out = run_ingest(tmp_path, {"targte": "demo:sports2d"})
-    assert_clean_failure(result, out, "unknown key 'ingest.targte'", "source, target")
+def test_demo_pointer_files_name_a_pinned_clip(tmp_path):
+    """params.yaml names demo clips by committed .demo files, so dvc.yaml can list every video as a file."""
+    from dancepipe.ingest import demo_clip_name
+
+    for clip in assets.DEMO_CLIPS:
+        assert demo_clip_name(f"inputs/demo/{clip}.demo", root=REPO) == clip
+    assert demo_clip_name("inputs/me.mp4") is None
+    bad = tmp_path / "inputs" / "x.demo"
+    bad.parent.mkdir()
+    bad.write_text("# a comment\ndancer_two\n")
+    result, out = run_ingest(tmp_path, {"target": str(bad)})
+    assert_clean_failure(result, out, "x.demo: unknown demo clip 'dancer_two'", "dancer, sports2d, pose2sim_cam01")
+    bad.write_text("dancer\nsports2d\n")  # one clip per file
+    result, out = run_ingest(tmp_path, {"target": str(bad)})
+    assert_clean_failure(result, out, "x.demo: a demo pointer file names exactly one clip, this one has 2 lines")
+    result, out = run_ingest(tmp_path, {"target": str(tmp_path / "missing.demo")})
+    assert_clean_failure(result, out, "missing.demo: demo pointer file does not exist")
 
 
-def test_out_of_range_params_value(tmp_path):
+def test_a_name_that_is_not_a_video_of_the_catalog(tmp_path):
+    result, out = run_ingest(tmp_path, {"target": "inputs/demo/sports2d.demo"}, name="targte")
+    assert_clean_failure(result, out, "no video 'targte' in 'videos' (target)")
+
+
+def test_an_empty_video_path(tmp_path):
     result, out = run_ingest(tmp_path, {"target": "  "})
-    assert_clean_failure(result, out, "ingest.target", "demo:<name>")
-
-
-def test_subject_must_be_target_or_source(tmp_path):
-    result, _ = run_ingest(tmp_path, {"target": "demo:sports2d"}, subject="dancer")
-    assert result.exit_code == 2 and "'target', 'source'" in result.output
+    assert_clean_failure(result, out, "'videos' is invalid", "video 'target' has an empty path")
 
 
 # --- pinned assets: a local wheel served by pip's own downloader (no network) -----------
@@ -217,14 +240,14 @@ def test_unknown_asset_name():
 
 @pytest.mark.slow
 def test_ingest_of_the_demo_clips(tmp_path, demo_target_video, demo_source_video):
-    for subject, spec in (("target", "demo:pose2sim_cam01"), ("source", "demo:sports2d")):
-        result, out = run_ingest(tmp_path, {"target": spec, "source": spec}, subject=subject)
+    for subject, spec in (("target", str(REPO / "inputs/demo/pose2sim_cam01.demo")), ("source", str(REPO / "inputs/demo/sports2d.demo"))):
+        result, out = run_ingest(tmp_path, {"target": spec, "source": spec}, name=subject)
         assert result.exit_code == 0, result.output
         meta = json.loads((out / subject / "meta.json").read_text())
         assert (out / subject / "video.mp4").read_bytes() == Path(
             demo_target_video if subject == "target" else demo_source_video
         ).read_bytes()
-        assert meta["origin_sha256"] == assets.ASSETS[spec[5:]].sha256
+        assert meta["origin_sha256"] == assets.ASSETS["pose2sim_cam01" if subject == "target" else "sports2d"].sha256
         assert meta["decode_errors"] == 0 and meta["missing_frames"] == 0
         assert len(meta["timestamps"]) == meta["frame_count"] and not meta["variable_frame_rate"]
         assert np.all(np.diff(meta["timestamps"]) > 0)
@@ -246,7 +269,7 @@ def test_ingest_of_the_dancer_clip_keeps_its_avi_and_its_one_frame_header_slack(
     warning, but both counts are kept in the metadata.
     """
     with caplog.at_level(logging.WARNING, logger="dancepipe.ingest"):
-        result, out = run_ingest(tmp_path, {"target": "demo:dancer"})
+        result, out = run_ingest(tmp_path, {"target": str(REPO / "inputs/demo/dancer.demo")})
     assert result.exit_code == 0, result.output
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     meta = json.loads((out / "target" / "meta.json").read_text())

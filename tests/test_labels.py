@@ -177,7 +177,7 @@ def test_labels_stage_both_kinds(synth, tmp_path, repo_root):
     res = _invoke("--kind", "train", "--poses", str(synth["target"]), "--frames", str(synth["frames"]),
                   "--out", str(tmp_path / "train"), params=params)
     assert res.exit_code == 0, res.output
-    assert "labels@train: 40 labels (39 with a person) at 64x96" in res.output
+    assert "labels train: 40 labels (39 with a person) at 64x96" in res.output
     res = _invoke("--kind", "transfer", "--poses", str(synth["source"]), "--frames", str(synth["frames"]),
                   "--norm", str(synth["norm"]), "--out", str(tmp_path / "transfer"), params=params)
     assert res.exit_code == 0, res.output
@@ -218,7 +218,7 @@ def test_labels_stage_bad_inputs(synth, tmp_path, repo_root):
                   "--norm", str(synth["norm"]), "--out", str(out), params=bad)
     assert res.exit_code == 1 and "labels.transfer.smoothing" in res.output and "'savgol'" in res.output
     assert not out.exists()
-    # labels@train reads labels.draw and labels.train only (what dvc.yaml lists for it)
+    # labels_train reads labels.draw and labels.train only (what dvc.yaml lists for it)
     res = _invoke("--kind", "train", "--poses", str(synth["target"]), "--frames", str(synth["frames"]),
                   "--out", str(out), params=bad)
     assert res.exit_code == 0, res.output

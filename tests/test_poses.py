@@ -17,19 +17,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dancepipe.assets import sha256_file
+from dancepipe.catalog import Subject, TrackingConfig
 from dancepipe.config import build_config
 from dancepipe.errors import DancepipeError
-from dancepipe.keypoints import KP, SCHEMA, columns_to_keypoints, read_table, write_table
+from dancepipe.keypoints import DETECTION_SCHEMA, KP, columns_to_keypoints, read_table, write_table
 from dancepipe.posemodel import load_pose_model, model_sha256, resolve_weights
 from dancepipe.poses import (
     Letterbox,
     PoseRunner,
     PosesConfig,
+    detection_table,
     extract_poses,
     mask_keypoints,
     resolve_precision,
-    subject_table,
 )
+from dancepipe.subject import follow
 from dancepipe.tracking import Detections
 from dancepipe.video import iter_frames
 from tests.conftest import write_video
@@ -165,20 +167,23 @@ def test_property_letterbox_round_trip(h, w, imgsz):
     np.testing.assert_allclose(lb.to_frame(fwd), pts, rtol=1e-4, atol=1e-2)
 
 
-def test_subject_table_schema_and_missing_frames(tmp_path):
-    kps = np.tile(np.array([100, 200, 0.9], np.float32), (1, 17, 1))
+def test_detection_table_lists_every_person_and_every_frame(tmp_path):
+    """Two people, then nobody, then one: a row per person, one -1 row for the empty frame, masked keypoints."""
+    kps = np.tile(np.array([100, 200, 0.9], np.float32), (2, 17, 1))
     kps[0, KP["nose"], 2] = 0.2
-    person = Detections(np.array([[10, 20, 110, 320]], np.float32), np.array([0.8], np.float32), kps)
-    dets = [person, Detections.empty(), person]
-    df = subject_table([0, 1, 2], [0.0, 0.1, 0.2], dets, kp_conf=0.5, track_iou=0.2, track_max_gap=5)
-    assert list(df.columns) == SCHEMA.names
-    assert df["person_found"].tolist() == [True, False, True]
-    assert df.iloc[1, 3:].isna().all()  # no person: NaN everywhere, not zeros
-    assert np.isnan(df.loc[0, ["nose_x", "nose_y", "nose_conf"]].astype(float)).all()
-    assert df.loc[0, "left_ankle_y"] == 200
+    two = Detections(np.array([[10, 20, 110, 320], [300, 20, 380, 200]], np.float32),
+                     np.array([0.8, 0.6], np.float32), kps)
+    one = Detections(two.boxes[1:], two.scores[1:], kps[1:])
+    df = detection_table([0, 1, 2], [0.0, 0.1, 0.2], [two, Detections.empty(), one], kp_conf=0.5)
+    assert list(df.columns) == DETECTION_SCHEMA.names
+    assert df["frame"].tolist() == [0, 0, 1, 2] and df["person"].tolist() == [0, 1, -1, 0]
+    assert df["timestamp"].tolist() == [0.0, 0.0, 0.1, 0.2]
+    assert df.iloc[2, 3:].isna().all()  # nobody: NaN everywhere, not zeros
+    assert np.isnan(df.loc[0, ["nose_x", "nose_y", "nose_conf"]].astype(float)).all()  # conf 0.2 < kp_conf
+    assert df.loc[1, "nose_x"] == 100 and df.loc[3, "box_x0"] == 300
     out = tmp_path / "t.parquet"
-    write_table(df, out, {"video": "x"})
-    assert pq.read_schema(out).remove_metadata().equals(SCHEMA)
+    write_table(df, out, {"video": "x"}, schema=DETECTION_SCHEMA)
+    assert pq.read_schema(out).remove_metadata().equals(DETECTION_SCHEMA)
 
 
 # --- real model ----------------------------------------------------------------------------------------
@@ -244,8 +249,9 @@ def test_extract_poses_small_clip_metadata(small_clip: Path, cpu_cfg: PosesConfi
     summary = extract_poses(small_clip, out, cpu_cfg, progress=ticks.append)
     assert sum(ticks) == 12 and summary["frames"] == 12
     df, meta = read_table(out)
-    assert df["frame"].tolist() == list(range(12))
-    assert np.allclose(np.diff(df["timestamp"]), 1 / 30, atol=1e-3)
+    assert sorted(df["frame"].unique()) == list(range(12))
+    assert summary["most_people"] == df.groupby("frame").size().max() >= 2  # the subject and the bystander
+    assert np.allclose(np.diff(df.groupby("frame")["timestamp"].first()), 1 / 30, atol=1e-3)
     assert meta["video"] == str(small_clip) and (meta["width"], meta["height"]) == (270, 480)
     assert meta["fps"] == pytest.approx(30) and meta["frame_count"] == 12
     assert meta["model_file"] == str(pose_weights) and meta["model_sha256"] == sha256_file(pose_weights)
@@ -259,10 +265,12 @@ def test_rotated_video_gives_upright_coordinates(small_clip: Path, cpu_cfg: Pose
     sideways = make_video("phone.mp4", [np.ascontiguousarray(np.rot90(f, k=-1)) for f in upright], rotation=90)
     a = extract_poses(write_video(tmp_path / "up.mp4", upright), tmp_path / "a.parquet", cpu_cfg)
     b = extract_poses(sideways, tmp_path / "b.parquet", cpu_cfg)
-    assert a["frames_with_subject"] == b["frames_with_subject"] == 4
+    assert a["frames_with_person"] == b["frames_with_person"] == 4
     (da, _), (db, meta) = read_table(tmp_path / "a.parquet"), read_table(tmp_path / "b.parquet")
     assert (meta["width"], meta["height"]) == (270, 480)
-    ka, kb = columns_to_keypoints(da), columns_to_keypoints(db)
+    # the same person (the auto subject) in both
+    sa, sb = (follow(d, 270, 480, Subject(video="x"), TrackingConfig()) for d in (da, db))
+    ka, kb = columns_to_keypoints(sa), columns_to_keypoints(sb)
     both = np.isfinite(ka[..., 0]) & np.isfinite(kb[..., 0])
     assert both.sum() > 30
     assert np.median(np.abs(ka[both][:, :2] - kb[both][:, :2])) < 3.0  # pixels, after re-encoding twice
@@ -276,8 +284,8 @@ def test_stage_cli(small_clip: Path, pose_weights: Path, tmp_path, monkeypatch):
     out = tmp_path / "data" / "poses" / "target.parquet"
     res = CliRunner().invoke(main, ["--video", str(small_clip), "--out", str(out), "--params", str(params)])
     assert res.exit_code == 0, res.output
-    assert "12 frames, subject in 12" in res.output and "frames/s" in res.output
-    assert len(read_table(out)[0]) == 12
+    assert "12 frames, a person in 12" in res.output and "frames/s" in res.output
+    assert read_table(out)[0]["frame"].nunique() == 12
 
     missing = tmp_path / "nope.mp4"
     res = CliRunner().invoke(main, ["--video", str(missing), "--out", str(tmp_path / "x.parquet"),
@@ -354,7 +362,7 @@ def test_dvc_stage_lists_the_modules_and_params_it_uses(repo_root: Path):
 
     stage = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]["poses"]["do"]
     assert stage["params"] == ["poses"]
-    assert "--video data/videos/${item} --out data/poses/${item}.parquet" in stage["cmd"]
+    assert "--video data/videos/${key} --out data/poses/${key}.parquet" in stage["cmd"]
     shared = {"dancepipe/config.py", "dancepipe/cli.py", "dancepipe/atomic.py", "dancepipe/errors.py",
               "dancepipe/__init__.py"}
     seen, todo = set(), ["stages/poses.py"]

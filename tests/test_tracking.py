@@ -191,39 +191,3 @@ def test_an_overlapping_point_prefers_the_smaller_box():
 def test_an_unknown_rule_is_refused():
     with pytest.raises(ValueError, match="unknown subject rule 'tallest'"):
         select_subject(_two_people(), rule="tallest")
-
-
-@pytest.mark.slow
-def test_each_choice_stays_on_its_person_in_the_sports2d_clip(demo_source_video, pose_weights):
-    """Sports2D shows a woman walking from right to left across the front (head below the
-    picture's middle) and a man standing on a box behind her (feet above its 60 % line)
-    until frame 138; he jumps down out of view and later walks on the ground at the right.
-    `auto` must follow her: her box only ever moves left, so it never jumps to him. A
-    point on him must follow him in every frame where he stands on the box, and only there."""
-    import torch
-
-    from dancepipe.posemodel import load_pose_model
-    from dancepipe.poses import PoseRunner, PosesConfig, detect_frames
-    from dancepipe.video import iter_frames, probe
-
-    torch.set_num_threads(2)
-    cfg = PosesConfig(model=str(pose_weights))
-    runner = PoseRunner(load_pose_model(cfg.model, "cpu"), cfg, "cpu")
-    frames = [d for _, _, d in detect_frames(iter_frames(demo_source_video), runner, cfg.batch)]
-    info = probe(demo_source_video)
-
-    def on_the_box(box: np.ndarray) -> bool:
-        return box[3] < 0.6 * info.height
-
-    walk = select_subject(frames)
-    walk_boxes = np.array([frames[t].boxes[k] for t, k in enumerate(walk) if k >= 0])
-    assert len(walk_boxes) >= 150
-    assert (walk_boxes[:, 1] > 0.45 * info.height).all()  # always the person in front
-    centre = (walk_boxes[:, 0] + walk_boxes[:, 2]) / 2
-    assert np.diff(centre).max() < 40 and centre[0] - centre[-1] > 0.6 * info.width  # right to left, no jump
-    jump = select_subject(frames, point=(0.37 * info.width, 0.25 * info.height))
-    on_box = [t for t in range(140) if any(on_the_box(b) for b in frames[t].boxes)]
-    assert len(on_box) >= 120
-    for t in on_box:
-        assert jump[t] >= 0 and on_the_box(frames[t].boxes[jump[t]]), t
-    assert all(on_the_box(frames[t].boxes[k]) for t, k in enumerate(jump) if k >= 0)

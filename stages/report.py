@@ -1,0 +1,28 @@
+"""report: outputs/report.html, one index over every target's and every pair's evaluation."""
+
+from __future__ import annotations
+
+import click
+
+from dancepipe.catalog import load_catalog
+from dancepipe.cli import PARAMS_OPTION, stage_command
+from dancepipe.report import write_index
+
+
+@click.command()
+@click.option("--metrics", "metrics_dir", type=click.Path(file_okay=False), required=True,
+              help="the evaluations' metrics root (metrics/eval): <target>/eval.json, <target>/<source>/transfer.json.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True,
+              help="index page to write (outputs/report.html); its links are relative to it.")
+@PARAMS_OPTION
+@stage_command
+def main(metrics_dir: str, out: str, params_path: str) -> None:
+    """List every target and (target, source) pair of params.yaml with its metrics and page."""
+    catalog = load_catalog(params_path)
+    missing = write_index(out, metrics_dir, catalog.targets, catalog.pairs())
+    click.echo(f"report: {len(catalog.targets)} targets, {len(catalog.pairs())} pairs -> {out}"
+               + (f" ({missing} evaluations not found)" if missing else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The catalog (videos, subjects, targets, sources): every bad shape is one sentence before any work."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from dancepipe.catalog import catalog_from, load_catalog
+from dancepipe.config import validate_params
+from dancepipe.errors import DancepipeError
+
+REPO = Path(__file__).resolve().parents[1]
+GOOD = {
+    "videos": {"me": "inputs/me.mp4", "clip": "inputs/clip.mp4"},
+    "subjects": {"me": {"video": "me", "person": "auto"}, "walk": {"video": "clip", "person": [0.2, 0.8]}},
+    "targets": ["me"],
+    "sources": ["walk", "me"],
+}
+
+
+def _with(**changes) -> dict:
+    params = copy.deepcopy(GOOD)
+    for dotted, value in changes.items():
+        node = params
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return params
+
+
+def test_the_shipped_catalog_is_the_demo():
+    c = load_catalog(REPO / "params.yaml")
+    assert c.targets == ["dancer"] and c.sources == ["walker", "jumper", "pose2sim"]
+    assert c.subject("walker").video == c.subject("jumper").video == "sports2d"  # one clip, two people
+    assert c.subject("jumper").person == (0.37, 0.25)
+    assert c.pairs() == [("dancer", "walker"), ("dancer", "jumper"), ("dancer", "pose2sim")]
+    for path in c.videos.values():
+        assert (REPO / path).is_file(), path  # every video is a file dvc.yaml can list as a dep
+
+
+def test_a_good_catalog_reads_back():
+    c = catalog_from(GOOD)
+    assert c.video("clip") == "inputs/clip.mp4" and c.subject("walk").person == (0.2, 0.8)
+    assert c.pairs() == [("me", "walk"), ("me", "me")]  # a target may also dance as a source
+
+
+@pytest.mark.parametrize("params, message", [
+    (_with(targets=[]), "'targets' must be a non-empty list of subject names"),
+    (_with(sources=None), "'sources' must be a non-empty list of subject names"),
+    (_with(videos={}), "'videos' must be a non-empty mapping of names"),
+    (_with(targets=["you"]), "'targets' names 'you', which is not in 'subjects' (me, walk)"),
+    (_with(sources=["walk", "walk"]), "'sources' lists 'walk' twice"),
+    (_with(subjects__walk={"video": "elsewhere"}), "'subjects.walk.video' names 'elsewhere', which is not in 'videos'"),
+    (_with(subjects__walk={"video": "clip", "person": [1.2, 0.5]}),
+     "'subjects.walk.person' = [1.2, 0.5] is invalid: choose auto, largest, longest or a point [x, y] with both "
+     "fractions of the picture in [0, 1]"),
+    (_with(subjects__walk={"video": "clip", "person": "tallest"}), "'subjects.walk.person' = 'tallest' is invalid"),
+    (_with(subjects__walk={"video": "clip", "who": "auto"}), "unknown key 'subjects.walk.who'"),
+    (_with(subjects__walk={"person": "auto"}), "required key 'subjects.walk.video' is missing"),
+    (_with(videos={"me": "inputs/me.mp4", "clip": "inputs/clip.mp4", "../up": "x.mp4"}),
+     "'videos' name '../up' is not a safe name (letters, digits and underscores"),
+    (_with(targets=["me-2"]), "'targets' name 'me-2' is not a safe name"),
+    (_with(videos={"me": "  ", "clip": "inputs/clip.mp4"}), "video 'me' has an empty path"),
+])
+def test_bad_catalogs_are_one_sentence_naming_the_key(params, message):
+    with pytest.raises(DancepipeError) as e:
+        catalog_from(params)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_a_name_given_twice_is_refused(tmp_path: Path):
+    """YAML would keep the second of two equal keys silently; params.yaml refuses it."""
+    params = tmp_path / "params.yaml"
+    params.write_text("videos:\n  a: inputs/a.mp4\n  a: inputs/b.mp4\n")
+    with pytest.raises(DancepipeError, match=r"params.yaml: key 'a' is given twice in one mapping \(line 3\)"):
+        load_catalog(params)
+
+
+def test_validate_params_knows_the_catalog_keys(tmp_path: Path):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(GOOD))
+    assert validate_params(params) == {}
+
+
+def test_ingest_stage_refuses_a_bad_catalog_before_any_work(tmp_path: Path):
+    from stages.ingest import main
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(_with(targets=["nobody"])))
+    out = tmp_path / "data" / "videos" / "me"
+    res = CliRunner().invoke(main, ["--name", "me", "--out", str(out), "--params", str(params)])
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines()[-1].endswith("'targets' names 'nobody', which is not in 'subjects' (me, walk)")
+    assert not out.parent.exists()
