@@ -66,6 +66,11 @@ def stage_command(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def figure(value: float | None, spec: str = ".3f") -> str:
+    """A metric for a stage's summary line: formatted with ``spec``, or ``n/a`` when it is null."""
+    return "n/a" if value is None else format(value, spec)
+
+
 @contextmanager
 def progress(total: int | None, desc: str, unit: str = "frame") -> Iterator[Callable[[int], None]]:
     """Yield an ``advance(n)`` callback backed by a tqdm bar (shows rate and ETA)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dancepipe.cli import PARAMS_OPTION, progress, stage_command
+from dancepipe.cli import PARAMS_OPTION, figure, progress, stage_command
 from dancepipe.config import load_config
 from dancepipe.evaluate import EvaluateConfig, run_holdout
 
@@ -40,10 +40,7 @@ def main(name: str, generator_path: str, face_path: str, frames_dir: str, labels
             title=f"dancepipe: {name}, held-out frames", progress=advance,
         )
     h = result.evaluation.summary
-
-    def f(v: float | None, spec: str = ".3f") -> str:
-        return "n/a" if v is None else format(v, spec)
-
+    f = figure
     click.echo(
         f"evaluate {name}: held-out {h['frames']} frames: box SSIM {f(h['ssim_box'])} "
         f"(baseline {f(h['baseline_ssim_box'])}), SSIM {f(h['ssim'])} (baseline {f(h['baseline_ssim'])}), "

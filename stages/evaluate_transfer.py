@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dancepipe.cli import PARAMS_OPTION, progress, stage_command
+from dancepipe.cli import PARAMS_OPTION, figure, progress, stage_command
 from dancepipe.config import load_config
 from dancepipe.evaluate import EvaluateConfig, run_transfer
 from dancepipe.gaps import EMPTY_RULES
@@ -39,10 +39,7 @@ def main(name: str, labels_dir: str, video: str, side_by_side: str | None, metri
                               metrics_dir=metrics_dir, report_path=report_path, empty_rule=empty_rule,
                               title=f"dancepipe: {name}", progress=advance)
     t = result.evaluation.summary
-
-    def f(v: float | None, spec: str = ".3f") -> str:
-        return "n/a" if v is None else format(v, spec)
-
+    f = figure
     click.echo(
         f"evaluate {name}: {t['frames']} frames: pose distance {f(t['pose_distance'])}, detected in "
         f"{f(t['detection_rate'], '.0%')} of {t['person_frames']} frames with a person, "

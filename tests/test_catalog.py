@@ -98,3 +98,23 @@ def test_ingest_stage_refuses_a_bad_catalog_before_any_work(tmp_path: Path):
     assert res.exit_code == 1
     assert res.output.strip().splitlines()[-1].endswith("'targets' names 'nobody', which is not in 'subjects' (me, walk)")
     assert not out.parent.exists()
+
+
+def test_every_stage_checks_the_catalog_first(tmp_path: Path):
+    """A stage that reads no catalog key (frames) still stops on a broken catalog, with its sentence:
+    whichever stage DVC runs first, the user reads what is wrong with params.yaml."""
+    from stages.frames import main
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({**_with(sources=["me", "ghost"]), "frames": {}}))
+    out = tmp_path / "data" / "frames" / "me"
+    res = CliRunner().invoke(main, ["--video", str(tmp_path / "none"), "--poses", str(tmp_path / "none.parquet"),
+                                    "--out", str(out), "--params", str(params)])
+    assert res.exit_code == 1
+    assert "'sources' names 'ghost', which is not in 'subjects' (me, walk)" in res.output
+    assert not out.parent.exists()
+    # without catalog keys (a stage run by hand on its own section) the stage goes on to its own checks
+    params.write_text(yaml.safe_dump({"frames": {}}))
+    res = CliRunner().invoke(main, ["--video", str(tmp_path / "none"), "--poses", str(tmp_path / "none.parquet"),
+                                    "--out", str(out), "--params", str(params)])
+    assert res.exit_code == 1 and "ghost" not in res.output and "none.parquet" in res.output
