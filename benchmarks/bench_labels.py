@@ -1,4 +1,4 @@
-"""labels@train throughput: labels per second, single process vs the stage's parallel path.
+"""labels_train throughput: labels per second, single process vs the stage's parallel path.
 
 Runs the real ``run_labels("train", ...)`` (draw, PNG encode, index, contact sheet) on a
 synthetic target of N frames at the demo label size (params.yaml ``frames``) and at
@@ -40,7 +40,7 @@ def main() -> None:
     workers = args.workers or params["labels"]["draw"]["workers"]
     demo = (params["frames"]["width"], params["frames"]["height"])
     kps = depth_walk(args.frames, far=1300, close=1800, h_far=800, h_close=1150, x=540)
-    print(f"labels@train, {args.frames} frames, best of {args.repeat}; serial = 1 worker, parallel = {workers} workers")
+    print(f"labels_train, {args.frames} frames, best of {args.repeat}; serial = 1 worker, parallel = {workers} workers")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         poses = write_pose_table(root / "target.parquet", kps, 1080, 1920)
