@@ -410,6 +410,8 @@ def evaluate_transfer(
     (a held frame repeats its predecessor, a blank one is a deliberate cut: neither
     says anything about the generator's flicker).
     """
+    if side_by_side is not None and not Path(side_by_side).is_file():  # before the long pass, not after it
+        raise DancepipeError(f"{side_by_side}: side-by-side video does not exist (run the render stage first)")
     labels = read_index(labels_dir, "labels")
     plan = plan_for(labels, empty_rule, labels_dir)  # the plan render followed
     person = labels["person_found"].to_numpy(dtype=bool)
@@ -477,8 +479,6 @@ def _side_by_side_samples(
     path: str | Path, samples: list[tuple[int, list[np.ndarray]]], positions: set[int], frames: int,
 ) -> list[tuple[int, list[np.ndarray]]]:
     """Replace each sample's panels by the side-by-side video's frame at the same position."""
-    if not Path(path).is_file():
-        raise DancepipeError(f"{path}: side-by-side video does not exist (run the render stage first)")
     order = sorted(positions)
     picked: dict[int, np.ndarray] = {}
     count = 0
@@ -527,6 +527,13 @@ def _pose_model(cfg: EvaluateConfig, device: Any, pose_model: Any | None) -> Any
     return load_pose_model(cfg.pose_model, str(device), "evaluate.device")
 
 
+def _write_metrics(mdir: Path, evaluation: Evaluation, json_name: str, csv_name: str) -> list[str]:
+    """Write one evaluation's summary JSON and per-frame CSV under ``mdir``; their paths."""
+    write_json(mdir / json_name, evaluation.summary)
+    write_csv(mdir / csv_name, evaluation.per_frame)
+    return [str(mdir / json_name), str(mdir / csv_name)]
+
+
 def run_holdout(
     cfg: EvaluateConfig,
     *,
@@ -554,13 +561,10 @@ def run_holdout(
     held = evaluate_holdout(generator, _pose_model(cfg, device, pose_model), cfg, frames_dir=frames_dir,
                             labels_dir=labels_dir, holdout_frames=split.get("holdout_frames", []),
                             train_frames=split.get("train_frames", []), face=face, device=device, progress=progress)
-    mdir = Path(metrics_dir)
-    write_json(mdir / EVAL_JSON, held.summary)
-    write_csv(mdir / EVAL_CSV, held.per_frame)
+    outputs = _write_metrics(Path(metrics_dir), held, EVAL_JSON, EVAL_CSV) + [str(report_path)]
     write_report(report_path, holdout=held, train_curves=train_curves, title=title,
                  notes=[note, f"generator: {generator_path} (step {meta.get('step')})",
                         f"pose model: {cfg.pose_model}"])
-    outputs = [str(mdir / n) for n in (EVAL_JSON, EVAL_CSV)] + [str(report_path)]
     return EvaluateResult(held, note, outputs)
 
 
@@ -591,9 +595,6 @@ def run_transfer(
         raise DancepipeError(f"{video}: transfer video does not exist (run the render stage first)")
     trans = evaluate_transfer(_pose_model(cfg, device, pose_model), cfg, labels_dir=labels_dir, video=video,
                               empty_rule=empty_rule, side_by_side=side_by_side, progress=progress)
-    mdir = Path(metrics_dir)
-    write_json(mdir / TRANSFER_JSON, trans.summary)
-    write_csv(mdir / TRANSFER_CSV, trans.per_frame)
+    outputs = _write_metrics(Path(metrics_dir), trans, TRANSFER_JSON, TRANSFER_CSV) + [str(report_path)]
     write_report(report_path, transfer=trans, title=title, notes=[f"video: {video}", f"pose model: {cfg.pose_model}"])
-    outputs = [str(mdir / n) for n in (TRANSFER_JSON, TRANSFER_CSV)] + [str(report_path)]
     return EvaluateResult(trans, "", outputs)

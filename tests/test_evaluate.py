@@ -404,6 +404,9 @@ def test_transfer_samples_are_side_by_side_frames(data, tmp_path, pose_model):
     for frame, panels in ev.samples:
         assert len(panels) == 1 and panels[0].shape == (H, 3 * W, 3)
         assert abs(float(panels[0].mean()) - 20 * frame) < 4  # the side-by-side frame of that position
+    with pytest.raises(DancepipeError, match="gone.mp4: side-by-side video does not exist"):
+        evaluate_transfer(pose_model, EvaluateConfig(imgsz=128), labels_dir=data["labels"], video=data["video"],
+                          side_by_side=tmp_path / "gone.mp4")
     short = write_video(tmp_path / "short.mp4", frames[:3], fps=10)
     with pytest.raises(DancepipeError, match="short.mp4: has 3 frames but the transfer video has"):
         evaluate_transfer(pose_model, EvaluateConfig(imgsz=128), labels_dir=data["labels"], video=data["video"],
