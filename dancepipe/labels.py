@@ -29,6 +29,7 @@ from dancepipe.atomic import atomic_path
 from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
 from dancepipe.facebox import compute_face_boxes
+from dancepipe.facing import Facing, dominant_facing, match_facing
 from dancepipe.keypoints import (
     KEYPOINT_COLUMNS,
     columns_to_keypoints,
@@ -36,7 +37,13 @@ from dancepipe.keypoints import (
     read_table,
     write_table,
 )
-from dancepipe.normalize import ankle_positions, apply_mapping, load_mapping, load_target_bones
+from dancepipe.normalize import (
+    ankle_positions,
+    apply_mapping,
+    load_mapping,
+    load_target_bones,
+    load_target_facing,
+)
 from dancepipe.retarget import bone_ratios, check_target_bones, retarget
 from dancepipe.skeleton import DrawStyle, draw_skeleton, visible_mask
 from dancepipe.smoothing import SMOOTHERS, interpolate_gaps, smooth
@@ -79,6 +86,11 @@ class TransferLabelsConfig(StageConfig):
     retarget: Literal["none", "bones"] = Field(
         "none", description="bones: after normalisation, give each source bone the target's median length "
                             "(see dancepipe.retarget); none: the normalised pose as it is",
+    )
+    facing: Literal["target", "source"] = Field(
+        "target", description="target: where the target faced the camera one way only (normfit's facing counts), "
+                              "source frames facing the other way get their left and right keypoints exchanged "
+                              "(dancepipe.facing); source: the sides as the pose model named them",
     )
 
     @model_validator(mode="after")
@@ -167,26 +179,34 @@ def _fill_in_time(values: np.ndarray) -> np.ndarray | None:
 
 def transfer_keypoints(
     kps: np.ndarray, mapping: Any, cfg: TransferLabelsConfig, target_bones: dict[str, dict[str, Any]] | None = None,
-) -> tuple[np.ndarray, dict[str, float] | None]:
-    """Source keypoints (N, 17, 3, source pixels) → target original pixels, and the bone ratios used.
+    target_facing: Facing | None = None,
+) -> tuple[np.ndarray, dict[str, float] | None, np.ndarray]:
+    """Source keypoints (N, 17, 3, source pixels) → target original pixels, the bone ratios used, the mirrored frames.
 
-    Gap interpolation, then smoothing, then the normfit mapping. A frame without
+    First, with ``cfg.facing == "target"``, frames facing opposite to
+    ``target_facing`` get their sides exchanged (:func:`dancepipe.facing.match_facing`;
+    before smoothing, which would otherwise average a left wrist with a right one
+    where the pose model swapped them). Then gap interpolation, smoothing and the
+    normfit mapping. A frame without
     ankles uses the ankle position interpolated from its neighbours in time, so its
     scale and place follow the dance instead of jumping to the medians. With
     ``cfg.retarget == "bones"`` the normalised poses then get the target's bone lengths
     (``target_bones``: normfit's statistics of the target); the ratios are returned
-    (None without retargeting).
+    (None without retargeting), and the (N,) mask of mirrored frames.
     """
+    mirrored = np.zeros(len(kps), dtype=bool)
+    if cfg.facing == "target":
+        kps, mirrored = match_facing(kps, target_facing)
     kps = interpolate_gaps(kps, cfg.gap_max)
     kps = smooth(kps, cfg.smoothing, cfg.window, cfg.polyorder)
     ankle_x, ankle_y = ankle_positions(kps)
     mapped = apply_mapping(kps, mapping, ankle_y=_fill_in_time(ankle_y), ankle_x=_fill_in_time(ankle_x))
     if cfg.retarget == "none":
-        return mapped, None
+        return mapped, None, mirrored
     if target_bones is None:
         raise DancepipeError("labels.transfer.retarget = bones needs the target's bone lengths (normfit stats)")
     ratios = bone_ratios(target_bones, mapped)
-    return retarget(mapped, ratios), ratios
+    return retarget(mapped, ratios), ratios, mirrored
 
 
 # --------------------------------------------------------------------------- drawing
@@ -298,6 +318,7 @@ def run_labels(
         raise DancepipeError(f"labels: unknown kind '{kind}'; choose train or transfer")
     transform, frame_index = load_target_frames(frames_dir)
     ratios: dict[str, float] | None = None
+    facing_info: dict[str, Any] = {}
     df, kps = _load_poses(poses)
     if kind == "train":
         sub_cfg: TrainLabelsConfig | TransferLabelsConfig = cfg.train
@@ -315,7 +336,13 @@ def run_labels(
         if cfg.transfer.retarget == "bones":
             bones, person = load_target_bones(norm)
             check_target_bones(bones, person, str(norm))
-        target_px, ratios = transfer_keypoints(kps, load_mapping(norm), cfg.transfer, bones)
+        facing = dominant_facing(load_target_facing(norm)) if cfg.transfer.facing == "target" else None
+        target_px, ratios, mirrored = transfer_keypoints(kps, load_mapping(norm), cfg.transfer, bones, facing)
+        if cfg.transfer.facing == "target":
+            log.info("facing: the target faces %s; %d of %d source frames mirrored to match",
+                     "the camera" if facing == "front" else "away" if facing == "back" else "both ways (none mirrored)",
+                     int(mirrored.sum()), len(mirrored))
+            facing_info = {"target_facing": facing, "mirrored_frames": int(mirrored.sum())}
         if ratios is not None:
             log.info("retarget: bone ratios %s", ", ".join(f"{b} {r:.3f}" for b, r in ratios.items()))
     w, h = transform.width, transform.height
@@ -341,11 +368,12 @@ def run_labels(
         write_table(index, tmp / "index.parquet", {
             "kind": kind, "width": w, "height": h, "poses": str(poses), "frames": str(frames_dir),
             "norm": None if norm is None else str(norm), "draw": cfg.draw.model_dump(),
-            kind: sub_cfg.model_dump(), **({"bone_ratios": ratios} if kind == "transfer" else {}),
+            kind: sub_cfg.model_dump(), **({"bone_ratios": ratios, **facing_info} if kind == "transfer" else {}),
         }, schema=INDEX_SCHEMA)
         _write_contact_sheet(tmp, kind, sub_cfg.contact_sheet_frames, found, frames, files, Path(frames_dir),
                              frame_index, w, h)
     summary: dict[str, Any] = {"kind": kind, "frames": len(df), "drawn": int(found.sum()), "width": w, "height": h}
     if kind == "transfer":
         summary["bone_ratios"] = ratios
+        summary.update(facing_info)
     return summary

@@ -39,6 +39,7 @@ from pydantic import Field, model_validator
 from dancepipe.atomic import atomic_path, atomic_write_text
 from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
+from dancepipe.facing import facing_counts
 from dancepipe.keypoints import KP, columns_to_keypoints, read_table
 from dancepipe.retarget import bone_stats, person_frames
 
@@ -349,6 +350,15 @@ def load_target_bones(path: str | Path) -> tuple[dict[str, dict[str, Any]], int]
         raise DancepipeError(f"{path}: normalisation stats lack the bone lengths {e}; rerun normfit") from e
 
 
+def load_target_facing(path: str | Path) -> dict[str, int]:
+    """The target's facing counts from ``stats.json`` (:func:`dancepipe.facing.facing_counts`)."""
+    data = read_stats(path)
+    try:
+        return {k: int(v) for k, v in data["facing"]["target"].items()}
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise DancepipeError(f"{path}: normalisation stats lack the target's facing {e}; rerun normfit") from e
+
+
 def _load_keypoints(path: str | Path) -> np.ndarray:
     df, _ = read_table(path)
     try:
@@ -426,6 +436,8 @@ def run_normfit(
             "target": bone_stats(kps["target"]), "target_person_frames": person_frames(kps["target"]),
             "source": bone_stats(kps["source"]), "source_person_frames": person_frames(kps["source"]),
         },
+        # which way each subject faces the camera (labels.transfer.facing reads the target's)
+        "facing": {k: facing_counts(v) for k, v in kps.items()},
         "notes": [
             f"{k}: ankle {what} range is degenerate; using the median for both ends"
             for k in ("target", "source")

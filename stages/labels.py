@@ -35,6 +35,9 @@ def main(kind: str, poses: str, frames_dir: str, norm: str | None, out: str, par
     with progress(None, f"labels {kind}") as advance:
         r = run_labels(kind, poses, frames_dir, out, cfg, norm=norm, progress=advance)
     click.echo(f"labels {kind}: {r['frames']} labels ({r['drawn']} with a person) at {r['width']}x{r['height']}")
+    if r.get("mirrored_frames"):
+        click.echo(f"facing: {r['mirrored_frames']} source frames faced away from the way the target faces; "
+                   "their left and right keypoints were exchanged (labels.transfer.facing)")
     if r.get("bone_ratios"):
         click.echo("retargeted bones (target/source length): "
                    + ", ".join(f"{b} {v:.2f}" for b, v in r["bone_ratios"].items()))
