@@ -36,8 +36,9 @@ from dancepipe.assets import fetch_asset
 from dancepipe.config import load_config
 from dancepipe.devices import resolve_device
 from dancepipe.face.networks import FaceGenerator, FaceRefiner
+from dancepipe.images import read_rgb
 from dancepipe.networks import GeneratorArch, build_generator, init_weights
-from dancepipe.render import generate_sequence, load_rgb, render_transfer
+from dancepipe.render import generate_sequence, render_transfer
 
 
 def _write_inputs(root: Path, n: int, width: int, height: int, source: Path) -> tuple[Path, Path]:
@@ -114,7 +115,7 @@ def bench_size(width: int, height: int, n: int, params: str, device: torch.devic
 
         face_size = int(pd.read_parquet(labels / "index.parquet")["face_size"].iloc[0])
         g, face = _build(params, device, face_size)
-        images = [load_rgb(labels / f"{i:06d}.png") for i in range(n)]
+        images = [read_rgb(labels / f"{i:06d}.png") for i in range(n)]
         for _ in generate_sequence(g, images[:2], device=device):  # warm-up
             pass
         anchors, runs = [], []

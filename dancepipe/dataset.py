@@ -21,12 +21,12 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dancepipe.errors import DancepipeError
+from dancepipe.images import read_rgb
 from dancepipe.keypoints import read_index
 
 log = logging.getLogger(__name__)
@@ -60,15 +60,6 @@ def split_point(n: int, holdout_fraction: float) -> int:
     return int(np.floor(n * (1.0 - holdout_fraction) + 1e-9))
 
 
-def _read_rgb(path: Path, shape: tuple[int, int] | None) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DancepipeError(f"{path}: missing or not a readable image")
-    if shape is not None and img.shape[:2] != shape:
-        raise DancepipeError(f"{path}: image is {img.shape[1]}x{img.shape[0]}, expected {shape[1]}x{shape[0]}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def load_training_data(frames_dir: str | Path, labels_dir: str | Path, holdout_fraction: float) -> TrainingData:
     """Read ``data/frames/<target>`` + ``data/labels/<target>/train`` and split them in time."""
     frames_dir, labels_dir = Path(frames_dir), Path(labels_dir)
@@ -91,7 +82,7 @@ def load_training_data(frames_dir: str | Path, labels_dir: str | Path, holdout_f
     for row in merged.itertuples(index=False):
         for col, out in (("file_img", images), ("file_lbl", labels)):
             path = (frames_dir if col == "file_img" else labels_dir) / getattr(row, col)
-            arr = _read_rgb(path, shape)
+            arr = read_rgb(path, shape)
             shape = arr.shape[:2]
             out.append(arr)
             digest.update(path.read_bytes())

@@ -68,12 +68,12 @@ from dancepipe.devices import check_device, resolve_device
 from dancepipe.errors import DancepipeError
 from dancepipe.face.networks import Box
 from dancepipe.gaps import EMPTY_RULES
+from dancepipe.images import read_rgb
 from dancepipe.keypoints import columns_to_keypoints, read_index
 from dancepipe.render import (
     face_boxes,
     generate_sequence,
     load_face,
-    load_rgb,
     plan_for,
 )
 from dancepipe.report import Evaluation
@@ -328,7 +328,7 @@ def evaluate_holdout(
 
     def read_inputs() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
         for lp, rp, bp in zip(label_paths, real_paths, base_paths, strict=True):
-            yield load_rgb(lp), load_rgb(rp), None if bp is None else load_rgb(bp)
+            yield read_rgb(lp), read_rgb(rp), None if bp is None else read_rgb(bp)
 
     source = prefetch(read_inputs(), size=8)
     current: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
@@ -424,7 +424,7 @@ def evaluate_transfer(
     prev: np.ndarray | None = None
     prev_generated = False
     count = 0
-    h, w = load_rgb(Path(labels_dir) / labels["file"].iloc[0]).shape[:2]
+    h, w = read_rgb(Path(labels_dir) / labels["file"].iloc[0]).shape[:2]
     for j, fr in enumerate(prefetch(iter_frames(video), size=8)):
         count = j + 1
         if j >= plan.frames:
@@ -439,7 +439,7 @@ def evaluate_transfer(
         if generated:
             poses.add(j, image, kps[r])
         if j in sample_at:
-            samples.append((row["frame"], [load_rgb(Path(labels_dir) / labels["file"].iloc[r]), image]))
+            samples.append((row["frame"], [read_rgb(Path(labels_dir) / labels["file"].iloc[r]), image]))
         prev, prev_generated = image, generated
         if progress is not None:
             progress(1)

@@ -30,6 +30,7 @@ from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
 from dancepipe.facebox import compute_face_boxes
 from dancepipe.facing import Facing, dominant_facing, match_facing
+from dancepipe.images import read_rgb
 from dancepipe.keypoints import (
     KEYPOINT_COLUMNS,
     columns_to_keypoints,
@@ -251,11 +252,8 @@ def write_label_images(
                 progress(1)
 
 
-def _read_rgb(path: Path, width: int, height: int) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DancepipeError(f"{path}: target frame is missing or unreadable")
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+def _read_frame(path: Path, width: int, height: int) -> np.ndarray:
+    img = read_rgb(path)
     if img.shape[:2] != (height, width):
         img = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
     return img
@@ -295,8 +293,8 @@ def _write_contact_sheet(
         img_files = [frame_index["file"].iloc[j] for j in _pick(len(picks), np.arange(len(frame_index)))]
         img_files += img_files[-1:] * (len(picks) - len(img_files))
     sheet = contact_sheet(
-        [_read_rgb(frames_dir / f, w, h) for f in img_files],
-        [cv2.cvtColor(cv2.imread(str(out_dir / files[i])), cv2.COLOR_BGR2RGB) for i in picks],
+        [_read_frame(frames_dir / f, w, h) for f in img_files],
+        [read_rgb(out_dir / files[i]) for i in picks],
         [f"#{frames[i]}" for i in picks],
     )
     cv2.imwrite(str(out_dir / "contact_sheet.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))

@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -45,6 +44,7 @@ from dancepipe.devices import DEVICE_HELP, check_device, resolve_device
 from dancepipe.encode import BackgroundWriter, mp4_writer
 from dancepipe.errors import DancepipeError
 from dancepipe.gaps import EMPTY_RULES, EmptyRule, FramePlan, plan_frames
+from dancepipe.images import read_rgb
 from dancepipe.keypoints import read_index, read_table
 from dancepipe.networks import next_frame, to_model, to_uint8
 from dancepipe.video import prefetch, probe
@@ -100,14 +100,6 @@ def plan_for(labels: pd.DataFrame, rule: str, where: str | Path) -> FramePlan:
     if "person_found" not in labels.columns:
         raise DancepipeError(f"{where}: the labels index has no 'person_found' column; rerun the labels stage")
     return plan_frames(labels["person_found"].to_numpy(bool), rule)
-
-
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DancepipeError(f"{path}: not a readable image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def face_boxes(df: pd.DataFrame) -> list[Box | None]:
@@ -346,7 +338,7 @@ def render_transfer(
             "%s has %d frames but %s has %d labels; writing frames for the labels",
             source_video, info.frame_count, labels_dir, len(labels),
         )
-    first = load_rgb(Path(labels_dir) / labels["file"].iloc[plan.rows[0]])
+    first = read_rgb(Path(labels_dir) / labels["file"].iloc[plan.rows[0]])
     h, w = first.shape[:2]
     audio_start = _audio_start(labels, plan, info.fps)
     log.info(
@@ -368,7 +360,7 @@ def render_transfer(
     def read_inputs() -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         for row in plan.rows:
             name = labels["file"].iloc[row]
-            label = load_rgb(Path(labels_dir) / name)
+            label = read_rgb(Path(labels_dir) / name)
             if label.shape != (h, w, 3):
                 raise DancepipeError(f"{Path(labels_dir) / name}: label is {label.shape[1]}x{label.shape[0]}, expected {w}x{h}")
             yield label, (next(panels) if panels is not None else None)

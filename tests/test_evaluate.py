@@ -17,9 +17,10 @@ from click.testing import CliRunner
 
 from dancepipe.errors import DancepipeError
 from dancepipe.evaluate import EvaluateConfig, evaluate_holdout, evaluate_transfer, run_holdout, run_transfer
+from dancepipe.images import read_rgb
 from dancepipe.keypoints import KEYPOINT_COLUMNS, KP
 from dancepipe.metrics import PSNR_CAP
-from dancepipe.render import RenderConfig, load_rgb, run_render
+from dancepipe.render import RenderConfig, run_render
 from tests.conftest import write_video
 from tests.fixtures.render import sway_keypoints, write_labels_dir, write_tiny_generator
 
@@ -208,7 +209,7 @@ def test_baseline_shows_the_training_frame_with_the_closest_pose_scored_like_the
     # the sample panels: label | generated | baseline | real, the baseline panel is training frame 2's image
     panels = dict(ev.samples)[4]
     assert len(panels) == 4
-    np.testing.assert_array_equal(panels[2], load_rgb(known["frames"] / "000002.png"))
+    np.testing.assert_array_equal(panels[2], read_rgb(known["frames"] / "000002.png"))
     assert not dict(ev.samples)[8][2].any()  # no match: a black panel
 
 
@@ -218,7 +219,7 @@ def gappy(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval_gaps")
     labels = write_labels_dir(root / "labels", sway_keypoints(N, W, H, seed=3), W, H)
     _no_person(labels, [0, 3, 7])
-    images = [load_rgb(labels / f"{i:06d}.png") for i in range(N)]
+    images = [read_rgb(labels / f"{i:06d}.png") for i in range(N)]
     return {"root": root, "labels": labels, "images": images}
 
 
@@ -446,7 +447,7 @@ def test_evaluate_on_the_demo_gives_every_metric_finite_and_in_range(
                 assert v is not None and math.isfinite(v), (name, k)
     assert holdout.evaluation.summary["frames"] >= 2
     assert len(holdout.evaluation.samples) == min(4, holdout.evaluation.summary["frames"])
-    first = load_rgb(demo_labels["transfer"] / pd.read_parquet(demo_labels["transfer"] / "index.parquet")["file"][0])
+    first = read_rgb(demo_labels["transfer"] / pd.read_parquet(demo_labels["transfer"] / "index.parquet")["file"][0])
     assert transfer.evaluation.samples[0][1][1].shape == first.shape
 
 
@@ -463,7 +464,7 @@ def test_pose_distance_measures_the_subject_never_the_bystander(demo_frames, dem
     idx = pd.read_parquet(frames / "index.parquet").set_index("frame")
     kps = columns_to_keypoints(lab)
     picks = [i for i in range(0, len(lab), 9) if lab["person_found"][i]]
-    real = [load_rgb(frames / idx.loc[int(lab["frame"][i]), "file"]) for i in picks]
+    real = [read_rgb(frames / idx.loc[int(lab["frame"][i]), "file"]) for i in picks]
     refs = [kps[i] for i in picks]
     found = detect_subjects(pose_model, real, refs, imgsz=320, det_conf=0.25, kp_conf=0.5)
     distances = [pose_distance(k, r) for k, r in zip(found, refs, strict=True) if k is not None]

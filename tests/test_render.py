@@ -18,13 +18,13 @@ import yaml
 from click.testing import CliRunner
 
 from dancepipe.errors import DancepipeError
+from dancepipe.images import read_rgb
 from dancepipe.keypoints import KEYPOINT_COLUMNS
 from dancepipe.render import (
     RenderConfig,
     Timing,
     face_boxes,
     generate_sequence,
-    load_rgb,
     render_transfer,
     run_render,
 )
@@ -186,7 +186,7 @@ def test_render_writes_one_h264_frame_per_label_at_source_fps_with_audio(inputs,
     # source | label | generated
     transfer = [f.image for f in iter_frames(tmp_path / "transfer.mp4")]
     for i, frame in enumerate(iter_frames(tmp_path / "sbs.mp4")):
-        label = load_rgb(inputs["labels"] / f"{i:06d}.png")
+        label = read_rgb(inputs["labels"] / f"{i:06d}.png")
         assert np.abs(frame.image[:, W:2 * W].astype(int) - label.astype(int)).mean() < 12
         assert np.abs(frame.image[:, 2 * W:].astype(int) - transfer[i].astype(int)).mean() < 6
         assert_source_panel_shows_the_subject(inputs, frame.image[:, :W], i)
@@ -241,7 +241,7 @@ def test_render_output_matches_generating_directly(inputs, tmp_path):
     _render(inputs, tmp_path, inputs["silent"], side_by_side=False, crf=0)
     g, _ = load_generator(inputs["generator"])
     idx = read_index(inputs["labels"], "labels")
-    expected = list(generate_sequence(g, [load_rgb(inputs["labels"] / f) for f in idx["file"]],
+    expected = list(generate_sequence(g, [read_rgb(inputs["labels"] / f) for f in idx["file"]],
                                       device=torch.device("cpu")))
     got = [f.image for f in iter_frames(tmp_path / "transfer.mp4")]
     luma = np.array([0.299, 0.587, 0.114])
@@ -374,7 +374,7 @@ def test_stage_cli_renders_and_reports(inputs, tmp_path):
     sbs = [f.image for f in iter_frames(tmp_path / "s.mp4")]
     assert len(sbs) == N and sbs[0].shape == (H, 3 * W, 3)
     for i, frame in enumerate(sbs):
-        label = load_rgb(inputs["labels"] / f"{i:06d}.png")
+        label = read_rgb(inputs["labels"] / f"{i:06d}.png")
         assert np.abs(frame[:, W:2 * W].astype(int) - label.astype(int)).mean() < 12, i
         assert np.abs(frame[:, 2 * W:].astype(int) - transfer[i].astype(int)).mean() < 6, i
         assert_source_panel_shows_the_subject(inputs, frame[:, :W], i)

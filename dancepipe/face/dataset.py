@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -20,6 +19,7 @@ from torch import nn
 
 from dancepipe.errors import DancepipeError
 from dancepipe.face.networks import Box, check_box, crop, freeze
+from dancepipe.images import read_rgb
 from dancepipe.keypoints import read_index
 from dancepipe.networks import next_frame, to_model, to_uint8
 
@@ -58,13 +58,6 @@ class FaceCrops:
     @property
     def size(self) -> int:
         return int(self.label.shape[1])
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DancepipeError(f"{path}: image is missing or unreadable")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def _frame_table(frames_dir: Path, labels_dir: Path) -> pd.DataFrame:
@@ -145,7 +138,7 @@ def collect_face_crops(
         for t in range(max(b - a for a, b in segments)):
             active = [k for k, (a, b) in enumerate(segments) if a + t < b]
             batch_rows = [segments[k][0] + t for k in active]
-            label_np = np.stack([_read_rgb(labels_dir / rows[r].file_label) for r in batch_rows])
+            label_np = np.stack([read_rgb(labels_dir / rows[r].file_label) for r in batch_rows])
             label = to_model(label_np, device)
             fake = next_frame(generator, label, torch.cat([prev[k] for k in active]) if t else None)
             if fake.shape != label.shape:
@@ -160,7 +153,7 @@ def collect_face_crops(
                     continue
                 box = (int(row.face_x0), int(row.face_y0), int(row.face_size))
                 check_box(box, w, h, index)
-                real_np = _read_rgb(frames_dir / row.file_frame)
+                real_np = read_rgb(frames_dir / row.file_frame)
                 if real_np.shape != label_np[j].shape:
                     raise DancepipeError(f"{frames_dir / row.file_frame}: frame is {real_np.shape[1]}x"
                                          f"{real_np.shape[0]} but its label is {w}x{h}")
