@@ -77,9 +77,9 @@ class TrainConfig(StageConfig):
     beta2: float = Field(0.999, ge=0, lt=1)
     decay_start: float = Field(0.5, ge=0, le=1)
     holdout_fraction: float = Field(0.1, ge=0, lt=1)
-    ngf: int = Field(16, ge=1, le=256)
-    n_downsample: int = Field(3, ge=1, le=6)
-    n_blocks: int = Field(3, ge=0, le=32)
+    ngf: int = Field(32, ge=1, le=256)
+    n_downsample: int = Field(2, ge=1, le=6)
+    n_blocks: int = Field(6, ge=0, le=32)
     local_enhancer: bool = False
     ndf: int = Field(16, ge=1, le=256)
     num_d: int = Field(2, ge=1, le=5)
