@@ -30,6 +30,7 @@ from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
 from dancepipe.facebox import compute_face_boxes
 from dancepipe.facing import Facing, dominant_facing, match_facing
+from dancepipe.head import FACE, complete_heads
 from dancepipe.images import read_rgb
 from dancepipe.keypoints import (
     KEYPOINT_COLUMNS,
@@ -44,6 +45,7 @@ from dancepipe.normalize import (
     load_mapping,
     load_target_bones,
     load_target_facing,
+    load_target_head,
 )
 from dancepipe.retarget import bone_ratios, check_target_bones, retarget
 from dancepipe.skeleton import DrawStyle, draw_skeleton, visible_mask
@@ -87,6 +89,11 @@ class TransferLabelsConfig(StageConfig):
     retarget: Literal["none", "bones"] = Field(
         "none", description="bones: after normalisation, give each source bone the target's median length "
                             "(see dancepipe.retarget); none: the normalised pose as it is",
+    )
+    head: Literal["target", "source"] = Field(
+        "target", description="target: source frames whose head the pose model lost (fewer than 3 face points, or a "
+                              "nose at the neck) get the target's own face points on their torso (dancepipe.head); "
+                              "source: the face points as the pose model found them",
     )
     facing: Literal["target", "source"] = Field(
         "target", description="target: where the target faced the camera one way only (normfit's facing counts), "
@@ -180,8 +187,8 @@ def _fill_in_time(values: np.ndarray) -> np.ndarray | None:
 
 def transfer_keypoints(
     kps: np.ndarray, mapping: Any, cfg: TransferLabelsConfig, target_bones: dict[str, dict[str, Any]] | None = None,
-    target_facing: Facing | None = None,
-) -> tuple[np.ndarray, dict[str, float] | None, np.ndarray]:
+    target_facing: Facing | None = None, target_head: dict[str, Any] | None = None,
+) -> tuple[np.ndarray, dict[str, float] | None, np.ndarray, np.ndarray]:
     """Source keypoints (N, 17, 3, source pixels) → target original pixels, the bone ratios used, the mirrored frames.
 
     First, with ``cfg.facing == "target"``, frames facing opposite to
@@ -193,21 +200,28 @@ def transfer_keypoints(
     scale and place follow the dance instead of jumping to the medians. With
     ``cfg.retarget == "bones"`` the normalised poses then get the target's bone lengths
     (``target_bones``: normfit's statistics of the target); the ratios are returned
-    (None without retargeting), and the (N,) mask of mirrored frames.
+    (None without retargeting), and the (N,) masks of mirrored frames and of frames
+    given the target's head. With ``cfg.head == "target"`` and a ``target_head``
+    (normfit's :func:`dancepipe.head.head_shape`), frames whose head the pose model
+    lost get the target's, after gap filling (a short loss is bridged from the
+    neighbouring frames first) and before smoothing (so the placed head moves smoothly).
     """
     mirrored = np.zeros(len(kps), dtype=bool)
+    headed = np.zeros(len(kps), dtype=bool)
     if cfg.facing == "target":
         kps, mirrored = match_facing(kps, target_facing)
     kps = interpolate_gaps(kps, cfg.gap_max)
+    if cfg.head == "target" and target_head is not None:
+        kps, headed = complete_heads(kps, target_head)
     kps = smooth(kps, cfg.smoothing, cfg.window, cfg.polyorder)
     ankle_x, ankle_y = ankle_positions(kps)
     mapped = apply_mapping(kps, mapping, ankle_y=_fill_in_time(ankle_y), ankle_x=_fill_in_time(ankle_x))
     if cfg.retarget == "none":
-        return mapped, None, mirrored
+        return mapped, None, mirrored, headed
     if target_bones is None:
         raise DancepipeError("labels.transfer.retarget = bones needs the target's bone lengths (normfit stats)")
     ratios = bone_ratios(target_bones, mapped)
-    return retarget(mapped, ratios), ratios, mirrored
+    return retarget(mapped, ratios), ratios, mirrored, headed
 
 
 # --------------------------------------------------------------------------- drawing
@@ -316,8 +330,9 @@ def run_labels(
         raise DancepipeError(f"labels: unknown kind '{kind}'; choose train or transfer")
     transform, frame_index = load_target_frames(frames_dir)
     ratios: dict[str, float] | None = None
-    facing_info: dict[str, Any] = {}
+    transfer_info: dict[str, Any] = {}
     df, kps = _load_poses(poses)
+    headed = np.zeros(len(df), dtype=bool)  # transfer frames given the target's head
     if kind == "train":
         sub_cfg: TrainLabelsConfig | TransferLabelsConfig = cfg.train
         if len(frame_index) != len(df) or not np.array_equal(frame_index["frame"].to_numpy(), df["frame"].to_numpy()):
@@ -335,19 +350,29 @@ def run_labels(
             bones, person = load_target_bones(norm)
             check_target_bones(bones, person, str(norm))
         facing = dominant_facing(load_target_facing(norm)) if cfg.transfer.facing == "target" else None
-        target_px, ratios, mirrored = transfer_keypoints(kps, load_mapping(norm), cfg.transfer, bones, facing)
+        head = load_target_head(norm) if cfg.transfer.head == "target" else None
+        if cfg.transfer.head == "target" and head is None:
+            log.warning("head: the target shows no whole face in any frame; source heads are left as found")
+        target_px, ratios, mirrored, headed = transfer_keypoints(kps, load_mapping(norm), cfg.transfer, bones,
+                                                                 facing, head)
+        log.info("head: %d of %d source frames got the target's head (labels.transfer.head)",
+                 int(headed.sum()), len(headed))
         if cfg.transfer.facing == "target":
             log.info("facing: the target faces %s; %d of %d source frames mirrored to match",
                      "the camera" if facing == "front" else "away" if facing == "back" else "both ways (none mirrored)",
                      int(mirrored.sum()), len(mirrored))
-            facing_info = {"target_facing": facing, "mirrored_frames": int(mirrored.sum())}
+            transfer_info = {"target_facing": facing, "mirrored_frames": int(mirrored.sum())}
+        transfer_info["headed_frames"] = int(headed.sum())
         if ratios is not None:
             log.info("retarget: bone ratios %s", ", ".join(f"{b} {r:.3f}" for b, r in ratios.items()))
     w, h = transform.width, transform.height
     label_kps = target_px.copy()
     label_kps[..., :2] = transform.apply_points(target_px[..., :2])
     style = DrawStyle.for_height(h, cfg.draw.line_width, cfg.draw.joint_radius, cfg.draw.min_conf)
-    found = visible_mask(label_kps, style.min_conf).sum(axis=1) >= cfg.draw.min_joints
+    visible = visible_mask(label_kps, style.min_conf)
+    # the target's head never makes a person of a frame: count the source's own joints
+    visible[np.ix_(np.flatnonzero(headed), list(FACE))] = False
+    found = visible.sum(axis=1) >= cfg.draw.min_joints
     if kind == "transfer" and not found.any():
         raise DancepipeError(
             f"{poses}: no frame of the source shows a person ({len(df)} frames), so there is no motion to transfer"
@@ -366,12 +391,12 @@ def run_labels(
         write_table(index, tmp / "index.parquet", {
             "kind": kind, "width": w, "height": h, "poses": str(poses), "frames": str(frames_dir),
             "norm": None if norm is None else str(norm), "draw": cfg.draw.model_dump(),
-            kind: sub_cfg.model_dump(), **({"bone_ratios": ratios, **facing_info} if kind == "transfer" else {}),
+            kind: sub_cfg.model_dump(), **({"bone_ratios": ratios, **transfer_info} if kind == "transfer" else {}),
         }, schema=INDEX_SCHEMA)
         _write_contact_sheet(tmp, kind, sub_cfg.contact_sheet_frames, found, frames, files, Path(frames_dir),
                              frame_index, w, h)
     summary: dict[str, Any] = {"kind": kind, "frames": len(df), "drawn": int(found.sum()), "width": w, "height": h}
     if kind == "transfer":
         summary["bone_ratios"] = ratios
-        summary.update(facing_info)
+        summary.update(transfer_info)
     return summary

@@ -40,6 +40,7 @@ from dancepipe.atomic import atomic_path, atomic_write_text
 from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
 from dancepipe.facing import facing_counts
+from dancepipe.head import head_shape
 from dancepipe.keypoints import KP, columns_to_keypoints, read_table
 from dancepipe.retarget import bone_stats, person_frames
 
@@ -359,6 +360,18 @@ def load_target_facing(path: str | Path) -> dict[str, int]:
         raise DancepipeError(f"{path}: normalisation stats lack the target's facing {e}; rerun normfit") from e
 
 
+def load_target_head(path: str | Path) -> dict[str, Any] | None:
+    """The target's head shape from ``stats.json`` (:func:`dancepipe.head.head_shape`; None if it showed no whole face)."""
+    data = read_stats(path)
+    try:
+        shape = data["head"]["target"]
+        if shape is not None:
+            _ = [float(v) for pt in shape["points"] for v in pt]
+        return shape
+    except (KeyError, TypeError, ValueError) as e:
+        raise DancepipeError(f"{path}: normalisation stats lack the target's head shape {e}; rerun normfit") from e
+
+
 def _load_keypoints(path: str | Path) -> np.ndarray:
     df, _ = read_table(path)
     try:
@@ -438,6 +451,8 @@ def run_normfit(
         },
         # which way each subject faces the camera (labels.transfer.facing reads the target's)
         "facing": {k: facing_counts(v) for k, v in kps.items()},
+        # the target's face points on its torso (labels.transfer.head gives them to lost source heads)
+        "head": {"target": head_shape(kps["target"])},
         "notes": [
             f"{k}: ankle {what} range is degenerate; using the median for both ends"
             for k in ("target", "source")

@@ -104,8 +104,8 @@ def test_a_source_with_longer_legs_gets_the_targets_leg_lengths(stretched):
     _, src = _load_poses(stretched["source"])
     bones = json.loads(stretched["norm"].read_text())["bones"]["target"]
     mapping = load_mapping(stretched["norm"])
-    plain, none_ratios, _ = transfer_keypoints(src, mapping, TransferLabelsConfig(smoothing="none"))
-    fitted, ratios, _ = transfer_keypoints(src, mapping, TransferLabelsConfig(smoothing="none", retarget="bones"), bones)
+    plain, none_ratios, _, _ = transfer_keypoints(src, mapping, TransferLabelsConfig(smoothing="none"))
+    fitted, ratios, _, _ = transfer_keypoints(src, mapping, TransferLabelsConfig(smoothing="none", retarget="bones"), bones)
     assert none_ratios is None and ratios["thigh"] < 0.97 and ratios["shin"] < 0.97
     got_plain, got = _leg_lengths(plain), _leg_lengths(fitted)
     for b in ("thigh", "shin"):
@@ -181,7 +181,7 @@ def test_retarget_none_is_the_normalised_pose_as_before(stretched):
     _, src = _load_poses(stretched["source"])
     cfg = TransferLabelsConfig()
     mapping = load_mapping(stretched["norm"])
-    got, ratios, _ = transfer_keypoints(src, mapping, cfg)
+    got, ratios, _, _ = transfer_keypoints(src, mapping, cfg)
     k = smooth(interpolate_gaps(src, cfg.gap_max), cfg.smoothing, cfg.window, cfg.polyorder)
     ax, ay = ankle_positions(k)
     np.testing.assert_array_equal(got, apply_mapping(k, mapping, ankle_y=ay, ankle_x=ax))

@@ -1,0 +1,129 @@
+"""labels.transfer.head: a source frame whose head the pose model lost gets the target's, on its own torso."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dancepipe.head import FACE, complete_heads, head_shape, lost_heads
+from dancepipe.keypoints import KP, columns_to_keypoints, read_table
+from dancepipe.labels import LabelsConfig, TransferLabelsConfig, run_labels
+from dancepipe.normalize import NormfitConfig, load_target_head, run_normfit
+from tests.fixtures.labels import write_frames_dir, write_pose_table
+from tests.test_facing import WIDTH, _front
+from tests.test_retarget import LENGTHS, articulated
+
+# Face points of an upright figure, in spine lengths: (up from the mid-shoulder, to the picture's right).
+HEAD = {"nose": (0.4, 0.0), "left_eye": (0.45, 0.06), "right_eye": (0.45, -0.06),
+        "left_ear": (0.42, 0.15), "right_ear": (0.42, -0.15)}
+
+
+def _torso(mid_hip: tuple[float, float], up: tuple[float, float], spine: float, conf: float = 0.9) -> np.ndarray:
+    """One (17, 3) pose: hips, shoulders and the HEAD face, written out with ``up`` as the spine direction."""
+    k = np.full((17, 3), np.nan)
+    u = np.asarray(up, float) / np.linalg.norm(up)
+    r = np.array([-u[1], u[0]])  # the picture's right of an upright figure (y grows downwards)
+    hip, shoulder = np.asarray(mid_hip, float), np.asarray(mid_hip, float) + spine * u
+    for name, side in (("left_hip", 1), ("right_hip", -1)):
+        k[KP[name]] = [*(hip + side * 0.1 * spine * r), conf]
+    for name, side in (("left_shoulder", 1), ("right_shoulder", -1)):
+        k[KP[name]] = [*(shoulder + side * 0.2 * spine * r), conf]
+    for name, (a, b) in HEAD.items():
+        k[KP[name]] = [*(shoulder + spine * (a * u + b * r)), conf]
+    return k
+
+
+def test_head_shape_is_the_median_face_in_spine_lengths():
+    upright = _torso((500, 900), (0, -1), 300)
+    leaning = _torso((200, 400), (1, -1), 120)  # tilted 45 degrees and smaller: same shape
+    noisy = upright.copy()
+    noisy[KP["nose"], 1] -= 60  # one odd frame does not move the median
+    faceless = upright.copy()
+    faceless[KP["left_ear"], :2] = np.nan  # not a whole face: not measured
+    shape = head_shape(np.stack([upright, leaning, upright, noisy, faceless]))
+    assert shape is not None and shape["frames"] == 4
+    np.testing.assert_allclose(shape["points"], [HEAD[n] for n in
+                                                 ("nose", "left_eye", "right_eye", "left_ear", "right_ear")], atol=1e-4)
+    assert head_shape(faceless[None]) is None
+
+
+def test_lost_heads_are_few_face_points_or_a_nose_at_the_neck():
+    shape = head_shape(_torso((500, 900), (0, -1), 300)[None])
+    good = _torso((500, 900), (0, -1), 300)
+    side_on = good.copy()
+    side_on[[KP["right_eye"], KP["right_ear"]], :2] = np.nan  # three points: kept
+    two = good.copy()
+    two[[KP["left_eye"], KP["right_eye"], KP["left_ear"]], :2] = np.nan
+    neck = good.copy()
+    neck[KP["nose"], 1] = good[KP["left_shoulder"], 1] - 0.1 * 300  # rises 0.1 spine, the target 0.4
+    bowed = good.copy()
+    bowed[KP["nose"], 1] = good[KP["left_shoulder"], 1] - 0.25 * 300  # 0.25 of 0.4 rises enough
+    no_nose = good.copy()
+    no_nose[KP["nose"], :2] = np.nan
+    headless_no_torso = two.copy()
+    headless_no_torso[KP["left_hip"], :2] = np.nan  # nowhere to put a head
+    kps = np.stack([good, side_on, two, neck, bowed, no_nose, headless_no_torso])
+    assert lost_heads(kps, shape).tolist() == [False, False, True, True, False, True, False]
+
+
+def test_a_lost_head_is_the_targets_on_the_sources_torso():
+    shape = head_shape(_torso((500, 900), (0, -1), 300)[None])
+    lost = _torso((100, 600), (-1, 0), 50, conf=0.8)  # lying down, spine pointing to the picture's left
+    lost[KP["right_shoulder"], 2] = 0.6
+    lost[list(FACE), :2] = np.nan
+    lost[KP["nose"], :2] = [75.0, 600.0]  # a nose at the neck
+    kept = _torso((300, 700), (0, -1), 100)
+    kept[KP["nose"], 0] += 5.0  # the source's own nose, a little off: left alone
+    got, changed = complete_heads(np.stack([lost, kept]), shape)
+    assert changed.tolist() == [True, False]
+    # mid-shoulder (50, 600); up = (-1, 0), across = (0, -1): nose 0.4 spine further left
+    assert got[0, KP["nose"], :2] == pytest.approx([50 - 0.4 * 50, 600])
+    assert got[0, KP["left_eye"], :2] == pytest.approx([50 - 0.45 * 50, 600 - 0.06 * 50])
+    assert got[0, KP["right_ear"], :2] == pytest.approx([50 - 0.42 * 50, 600 + 0.15 * 50])
+    assert got[0, list(FACE), 2] == pytest.approx([0.6] * 5)  # the weaker shoulder's confidence
+    np.testing.assert_array_equal(got[1], kept)
+    np.testing.assert_array_equal(got[0, 5:], lost[5:])  # the body is not touched
+
+
+def _labels(tmp_path: Path, name: str, source: np.ndarray, head: str) -> tuple[np.ndarray, dict]:
+    d = tmp_path / name
+    d.mkdir()
+    target = _front(articulated(60, LENGTHS))
+    t = write_pose_table(d / "t.parquet", target, WIDTH, 1920)
+    s = write_pose_table(d / "s.parquet", source, 1280, 720)
+    frames = write_frames_dir(d / "frames", target, WIDTH, 1920)
+    run_normfit(t, s, d / "stats.json", None, NormfitConfig())
+    cfg = LabelsConfig(transfer=TransferLabelsConfig(head=head, smoothing="none", gap_max=0))
+    run_labels("transfer", s, frames, d / "labels", cfg, norm=d / "stats.json")
+    df, meta = read_table(d / "labels" / "index.parquet")
+    return columns_to_keypoints(df), meta
+
+
+def _rise(kps: np.ndarray) -> np.ndarray:
+    """How far the nose is above the mid-shoulder, in spine lengths, per frame (upright figures)."""
+    shoulder = kps[:, [KP["left_shoulder"], KP["right_shoulder"]], :2].mean(axis=1)
+    hip = kps[:, [KP["left_hip"], KP["right_hip"]], :2].mean(axis=1)
+    return (shoulder[:, 1] - kps[:, KP["nose"], 1]) / np.linalg.norm(shoulder - hip, axis=1)
+
+
+def test_transfer_labels_give_a_blurred_source_the_targets_head(tmp_path):
+    """A source whose face the pose model read in frames 0-29 only, a lone nose at the neck after."""
+    source = _front(articulated(60, LENGTHS, size=300.0, seed=1))
+    blurred = source.copy()
+    blurred[30:, list(FACE)[1:], :2] = np.nan
+    blurred[30:, KP["nose"], :2] = source[30:, [KP["left_shoulder"], KP["right_shoulder"]], :2].mean(axis=1)
+    got, meta = _labels(tmp_path, "fixed", blurred, "target")
+    assert meta["headed_frames"] == 30 and meta["transfer"]["head"] == "target"
+    raw, meta = _labels(tmp_path, "raw", blurred, "source")
+    assert meta["headed_frames"] == 0
+    assert np.isnan(raw[30:, KP["left_eye"], 0]).all() and np.abs(_rise(raw[30:])).max() < 1e-6
+    np.testing.assert_array_equal(got[:30], raw[:30])  # faces the pose model read are kept
+    np.testing.assert_array_equal(got[30:, 5:], raw[30:, 5:])  # and bodies untouched
+    assert np.isfinite(got[30:, list(FACE), :2]).all()
+    # the placed nose rises above the shoulders as the target's does (the target is
+    # upright and its head swings a little: within a tenth of a spine of its median)
+    target = _front(articulated(60, LENGTHS))
+    assert np.abs(_rise(got[30:]) - np.median(_rise(target))).max() < 0.1
+    assert load_target_head(tmp_path / "fixed" / "stats.json")["frames"] == 60
