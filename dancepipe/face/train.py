@@ -41,7 +41,7 @@ class FaceConfig(StageConfig):
 
     enabled: bool = True
     seed: int = Field(0, ge=0)
-    steps: int = Field(150, ge=1, le=10_000_000)
+    steps: int = Field(400, ge=1, le=10_000_000)
     batch_size: int = Field(4, ge=1, le=4096)
     lr: float = Field(2e-4, gt=0.0, le=1.0)
     beta1: float = Field(0.5, ge=0.0, lt=1.0)
@@ -54,7 +54,7 @@ class FaceConfig(StageConfig):
     gan_loss: Literal["lsgan", "hinge"] = "lsgan"
     lambda_adv: float = Field(1.0, ge=0.0)
     lambda_perceptual: float = Field(10.0, ge=0.0)
-    lambda_l1: float = Field(10.0, ge=0.0)
+    lambda_l1: float = Field(50.0, ge=0.0)
     samples: int = Field(6, ge=1, le=64)
     device: str = "auto"
 
