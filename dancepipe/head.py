@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from dancepipe.keypoints import KP
+from dancepipe.keypoints import FACE_POINTS, KP
+from dancepipe.retarget import NECK, ROOT, extended_xy
 
-FACE = (KP["nose"], KP["left_eye"], KP["right_eye"], KP["left_ear"], KP["right_ear"])
+FACE = FACE_POINTS
 _SHOULDERS = (KP["left_shoulder"], KP["right_shoulder"])
-_HIPS = (KP["left_hip"], KP["right_hip"])
 
 # A source head is kept when it shows at least this many face points...
 MIN_FACE_POINTS = 3
@@ -35,9 +35,9 @@ def torso_frames(kps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ``kps`` is (N, 17, 2+) in pixels, NaN where not seen. All three are NaN in a frame
     missing a shoulder or a hip, or whose spine has no length.
     """
-    kps = np.asarray(kps, dtype=np.float64)[..., :2]
-    shoulder = kps[:, _SHOULDERS].mean(axis=1)
-    spine = shoulder - kps[:, _HIPS].mean(axis=1)
+    xy = extended_xy(kps)
+    shoulder = xy[:, NECK]
+    spine = shoulder - xy[:, ROOT]
     length = np.linalg.norm(spine, axis=1)
     length[~(length > 0)] = np.nan
     return shoulder, spine / length[:, None], length

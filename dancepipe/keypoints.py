@@ -29,6 +29,8 @@ COCO_NAMES: tuple[str, ...] = (
     "left_knee", "right_knee", "left_ankle", "right_ankle",
 )
 KP = {name: i for i, name in enumerate(COCO_NAMES)}
+# The five face points (nose, eyes, ears), in COCO order.
+FACE_POINTS: tuple[int, ...] = tuple(KP[n] for n in ("nose", "left_eye", "right_eye", "left_ear", "right_ear"))
 
 META_KEY = b"dancepipe"
 

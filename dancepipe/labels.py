@@ -189,7 +189,7 @@ def transfer_keypoints(
     kps: np.ndarray, mapping: Any, cfg: TransferLabelsConfig, target_bones: dict[str, dict[str, Any]] | None = None,
     target_facing: Facing | None = None, target_head: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, dict[str, float] | None, np.ndarray, np.ndarray]:
-    """Source keypoints (N, 17, 3, source pixels) → target original pixels, the bone ratios used, the mirrored frames.
+    """Source keypoints (N, 17, 3, source pixels) → target pixels, bone ratios, mirrored and headed frames.
 
     First, with ``cfg.facing == "target"``, frames facing opposite to
     ``target_facing`` get their sides exchanged (:func:`dancepipe.facing.match_facing`;

@@ -41,11 +41,10 @@ from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
 from dancepipe.facing import facing_counts
 from dancepipe.head import head_shape
-from dancepipe.keypoints import KP, columns_to_keypoints, read_table
+from dancepipe.keypoints import FACE_POINTS, KP, columns_to_keypoints, read_table
 from dancepipe.retarget import bone_stats, person_frames
 
 FORMAT = "dancepipe.norm/1"
-FACE_POINTS: tuple[int, ...] = tuple(KP[n] for n in ("nose", "left_eye", "right_eye", "left_ear", "right_ear"))
 ANKLES: tuple[int, int] = (KP["left_ankle"], KP["right_ankle"])
 
 
