@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from dancepipe.errors import DancepipeError
 from dancepipe.head import FACE, complete_heads, head_shape, lost_heads
 from dancepipe.keypoints import KP, columns_to_keypoints, read_table
 from dancepipe.labels import LabelsConfig, TransferLabelsConfig, run_labels
@@ -127,3 +129,13 @@ def test_transfer_labels_give_a_blurred_source_the_targets_head(tmp_path):
     target = _front(articulated(60, LENGTHS))
     assert np.abs(_rise(got[30:]) - np.median(_rise(target))).max() < 0.1
     assert load_target_head(tmp_path / "fixed" / "stats.json")["frames"] == 60
+
+
+def test_stats_from_before_the_head_was_recorded_say_rerun_normfit(tmp_path):
+    _labels(tmp_path, "old", _front(articulated(60, LENGTHS, size=300.0, seed=1)), "target")
+    stats = tmp_path / "old" / "stats.json"
+    data = json.loads(stats.read_text())
+    del data["head"]
+    stats.write_text(json.dumps(data))
+    with pytest.raises(DancepipeError, match=r"stats.json: normalisation stats lack the target's head shape .*rerun normfit"):
+        load_target_head(stats)
