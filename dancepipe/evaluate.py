@@ -53,7 +53,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -70,6 +70,7 @@ from dancepipe.face.networks import Box
 from dancepipe.gaps import EMPTY_RULES
 from dancepipe.images import read_rgb
 from dancepipe.keypoints import columns_to_keypoints, read_index
+from dancepipe.precision import PRECISION_HELP, resolve_precision
 from dancepipe.render import (
     face_boxes,
     generate_sequence,
@@ -114,6 +115,7 @@ class EvaluateConfig(StageConfig):
     )
     batch: int = Field(8, ge=1, le=64, description="generated frames per pose-model batch")
     face: bool = Field(True, description="apply the face GAN as render does")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description=f"the generator's: {PRECISION_HELP}")
     sample_frames: int = Field(4, ge=0, le=16, description="frames shown in the report")
 
     @field_validator("device")
@@ -343,7 +345,8 @@ def evaluate_holdout(
     sample_at = _sample_positions(len(wanted), cfg.sample_frames)
     samples: list[tuple[int, list[np.ndarray]]] = []
     prev_gen = prev_real = prev_base = None
-    gen_iter = generate_sequence(generator, labels_iter(), device=device, face=face, boxes=boxes)
+    bf16 = resolve_precision(cfg.precision, device, "evaluate.precision") == "bf16"
+    gen_iter = generate_sequence(generator, labels_iter(), device=device, face=face, boxes=boxes, bf16=bf16)
     for i, gen in enumerate(gen_iter):
         label, real, base = current.pop(0)
         for path, what, img in ((real_paths[i], "the generator made", gen),

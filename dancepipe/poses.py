@@ -77,26 +77,6 @@ def mask_keypoints(kps: np.ndarray, kp_conf: float) -> np.ndarray:
     return out
 
 
-def resolve_precision(precision: str, device: str) -> str:
-    """``auto`` → ``bf16`` where the hardware runs it natively, else ``fp32``.
-
-    See :func:`dancepipe.precision.native_bf16`; on a bf16-capable CPU it cuts the CPU
-    time per frame by a third to a half. The detection head always runs in fp32 (see
-    :class:`PoseRunner`), which keeps keypoints within a pixel or two of fp32 results.
-    """
-    import torch
-
-    from dancepipe.precision import native_bf16
-
-    kind = torch.device(device).type
-    if precision == "fp32":
-        return "fp32"
-    if precision == "bf16":
-        if kind not in ("cpu", "cuda"):
-            raise DancepipeError(f"poses.precision: bf16 is supported on cpu and cuda, not on '{device}'")
-        return "bf16"
-    return "bf16" if native_bf16(device) else "fp32"
-
 
 def _fp32_forward(forward: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a module's forward so it runs in fp32 even inside a bf16 autocast region."""
@@ -192,7 +172,9 @@ class PoseRunner:
         self.num_classes = len(self.net.names)
         self.end2end = bool(getattr(self.net, "end2end", False))
         self.kpt_shape = tuple(self.net.kpt_shape)
-        self.precision = resolve_precision(cfg.precision, device)
+        from dancepipe.precision import resolve_precision
+
+        self.precision = resolve_precision(cfg.precision, device, "poses.precision")
         if self.precision == "bf16":
             head = self.net.model[-1]
             head.forward = _fp32_forward(head.forward)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from dancepipe.errors import DancepipeError
+
 
 def _cpu_flag(name: str) -> bool:
     check = getattr(torch.cpu, name, None)  # private helpers: absent in some torch builds
@@ -26,3 +28,24 @@ def native_bf16(device: torch.device | str) -> bool:
     if kind == "cpu":
         return _cpu_flag("_is_amx_tile_supported") or _cpu_flag("_is_avx512_bf16_supported")
     return False
+
+
+PRECISION_HELP = "auto (bf16 where native: CUDA, AMX/AVX512-BF16 CPUs), fp32 or bf16"
+
+
+def resolve_precision(precision: str, device: torch.device | str, param: str) -> str:
+    """``auto`` → ``bf16`` where the hardware runs it natively (:func:`native_bf16`), else ``fp32``.
+
+    ``param`` names the setting (``poses.precision``) for the error raised when bf16 is
+    asked for on a device that has no bf16 autocast.
+    """
+    kind = torch.device(device).type
+    if precision == "fp32":
+        return "fp32"
+    if precision == "bf16":
+        if kind not in ("cpu", "cuda"):
+            raise DancepipeError(f"{param}: bf16 is supported on cpu and cuda, not on '{device}'")
+        return "bf16"
+    if precision != "auto":
+        raise DancepipeError(f"{param}: {precision!r} is not one of auto, fp32, bf16")
+    return "bf16" if native_bf16(device) else "fp32"

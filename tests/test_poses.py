@@ -29,8 +29,8 @@ from dancepipe.poses import (
     detection_table,
     extract_poses,
     mask_keypoints,
-    resolve_precision,
 )
+from dancepipe.precision import resolve_precision
 from dancepipe.subject import follow
 from dancepipe.tracking import Detections
 from dancepipe.video import iter_frames
@@ -220,16 +220,16 @@ def test_bf16_keeps_keypoints_close_to_fp32(small_clip: Path, pose_weights: Path
 
 
 def test_resolve_precision():
-    assert resolve_precision("fp32", "cpu") == "fp32"
-    assert resolve_precision("bf16", "cpu") == "bf16"
+    assert resolve_precision("fp32", "cpu", "poses.precision") == "fp32"
+    assert resolve_precision("bf16", "cpu", "poses.precision") == "bf16"
     from dancepipe.precision import native_bf16
 
     # the oracle is the kernel's CPU flags, not dancepipe's own bf16 probe
-    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("auto", "cpu", "poses.precision") == ("bf16" if cpu_has_native_bf16() else "fp32")
     assert native_bf16("cpu") == cpu_has_native_bf16()
     assert not native_bf16("meta")
     with pytest.raises(DancepipeError, match="poses.precision: bf16 is supported on cpu and cuda"):
-        resolve_precision("bf16", "mps")
+        resolve_precision("bf16", "mps", "poses.precision")
 
 
 def test_no_person_video_is_an_error_and_writes_nothing(make_video, cpu_cfg: PosesConfig, tmp_path):

@@ -32,6 +32,7 @@ from dancepipe.face.networks import FaceDiscriminator, FaceGenerator, freeze
 from dancepipe.features import build_feature_net
 from dancepipe.losses import PerceptualLoss, build_gan_loss
 from dancepipe.networks import to_model, to_uint8
+from dancepipe.precision import PRECISION_HELP, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ class FaceConfig(StageConfig):
     lambda_l1: float = Field(50.0, ge=0.0)
     samples: int = Field(6, ge=1, le=64)
     device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description=f"the frozen main generator's, when it makes the training faces: {PRECISION_HELP}"
+    )
 
     @field_validator("device")
     @classmethod
@@ -220,7 +224,8 @@ def train_face(
         raise DancepipeError(f"{generator_path}: checkpoint records no training split (split.train_frames)")
 
     log.info("train_face: running the frozen main generator over %d training frames", len(split))
-    crops = collect_face_crops(generator, frames_dir, labels_dir, split, device)
+    bf16 = resolve_precision(cfg.precision, device, "train_face.precision") == "bf16"
+    crops = collect_face_crops(generator, frames_dir, labels_dir, split, device, bf16=bf16)
     log.info("train_face: %d of %d training frames have a usable face; %d skipped without one",
              len(crops), crops.total, crops.skipped)
     net = build_feature_net(feature_net, device)
