@@ -42,6 +42,7 @@ from dancepipe.keypoints import (
 from dancepipe.normalize import (
     ankle_positions,
     apply_mapping,
+    hip_x,
     load_mapping,
     load_target_bones,
     load_target_facing,
@@ -214,8 +215,8 @@ def transfer_keypoints(
     if cfg.head == "target" and target_head is not None:
         kps, headed = complete_heads(kps, target_head)
     kps = smooth(kps, cfg.smoothing, cfg.window, cfg.polyorder)
-    ankle_x, ankle_y = ankle_positions(kps)
-    mapped = apply_mapping(kps, mapping, ankle_y=_fill_in_time(ankle_y), ankle_x=_fill_in_time(ankle_x))
+    mapped = apply_mapping(kps, mapping, ankle_y=_fill_in_time(ankle_positions(kps)[1]),
+                           body_x=_fill_in_time(hip_x(kps)))
     if cfg.retarget == "none":
         return mapped, None, mirrored, headed
     if target_bones is None:

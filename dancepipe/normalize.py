@@ -11,11 +11,12 @@ space, interpolating linearly between the far and close ends::
     b = t_far + a * (t_close - t_far) - f              # vertical translation
     s = sigma_far + a * (sigma_close - sigma_far)      # sigma = target height / source height
 
-Every keypoint is scaled by ``s`` about the frame's ankle point. Horizontally the
+Every keypoint is scaled by ``s`` about the frame's anchor (mid-hip x, ankle y). Horizontally the
 paper keeps the source's x, but our target frames are cropped to where the target
-was filmed, so the ankle x is mapped the same way as the depth: the source's
-left..right ankle range (same percentiles) onto the target's, linearly. A source who
-crosses a wide stage then dances where the target was seen, not outside the crop.
+was filmed, so the body's x (the mid-hip, :func:`hip_x`) is mapped the same way as the
+depth: the source's left..right range (same percentiles) onto the target's, linearly. A
+source who crosses a wide stage then dances where the target was seen, not outside the
+crop, and a source who lunges or leans keeps its hips where the target's were.
 Outside the
 fitted range the translation keeps extrapolating linearly (a subject mapped onto
 itself is the identity everywhere) while the scale is held at the end value, so it
@@ -46,6 +47,7 @@ from dancepipe.retarget import bone_stats, person_frames
 
 FORMAT = "dancepipe.norm/1"
 ANKLES: tuple[int, int] = (KP["left_ankle"], KP["right_ankle"])
+HIPS: tuple[int, int] = (KP["left_hip"], KP["right_hip"])
 
 
 class NormfitConfig(StageConfig):
@@ -80,6 +82,18 @@ def ankle_positions(kps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             _nanmean_rows(np.where(vis, ank[..., 1], np.nan)))
 
 
+def hip_x(kps: np.ndarray) -> np.ndarray:
+    """(N, 17, 3) keypoints → per-frame horizontal anchor: mean x of the visible hips, else of the ankles, else NaN.
+
+    The hips, not the ankles: a lunge or a lean moves the feet apart or the body over them,
+    and pinning the mid-ankle then pushed the upper body out of the target's crop.
+    """
+    kps = np.asarray(kps, dtype=np.float64)
+    vis = _visible(kps)[:, list(HIPS)]
+    hips = _nanmean_rows(np.where(vis, kps[:, list(HIPS), 0], np.nan))
+    return np.where(np.isfinite(hips), hips, ankle_positions(kps)[0])
+
+
 def _nanmean_rows(values: np.ndarray) -> np.ndarray:
     """Mean over axis 1 ignoring NaN, NaN where a row has none (without warnings)."""
     ok = np.isfinite(values)
@@ -98,12 +112,12 @@ def frame_measures(kps: np.ndarray) -> dict[str, np.ndarray]:
     """
     kps = np.asarray(kps, dtype=np.float64)
     vis = _visible(kps)
-    ank_x, ank_y = ankle_positions(kps)
+    ank_y = ankle_positions(kps)[1]
     head_y = _nanmean_rows(np.where(vis[:, list(FACE_POINTS)], kps[:, list(FACE_POINTS), 1], np.nan))
     height = ank_y - head_y
     both_ankles = vis[:, ANKLES[0]] & vis[:, ANKLES[1]]
     usable = both_ankles & np.isfinite(head_y) & (np.nan_to_num(height, nan=-1.0) > 0)
-    return {"ankle_x": ank_x, "ankle_y": ank_y, "head_y": head_y, "height": height, "usable": usable}
+    return {"body_x": hip_x(kps), "ankle_y": ank_y, "head_y": head_y, "height": height, "usable": usable}
 
 
 # --------------------------------------------------------------------------- per-subject fit
@@ -118,9 +132,9 @@ class SubjectStats:
     ankle_far: float
     ankle_close: float
     ankle_median: float
-    ankle_x_median: float
-    ankle_x_left: float
-    ankle_x_right: float
+    body_x_median: float
+    body_x_left: float
+    body_x_right: float
     horizontal_degenerate: bool
     height_far: float
     height_close: float
@@ -147,7 +161,7 @@ def fit_subject(kps: np.ndarray, cfg: NormfitConfig, name: str = "subject") -> S
     the band's offset from the end does not bias them.
     When the range is narrower than ``min_range`` of the median height the subject is
     *degenerate*: both ends collapse onto the medians. The horizontal range (left/right
-    ends of ankle x, same percentiles) is fitted and checked the same way. Row order
+    ends of the mid-hip x, same percentiles) is fitted and checked the same way. Row order
     never matters.
     """
     m = frame_measures(kps)
@@ -158,7 +172,7 @@ def fit_subject(kps: np.ndarray, cfg: NormfitConfig, name: str = "subject") -> S
             f"{name}: only {n_usable} of {len(usable)} frames have a head and both ankles visible, "
             f"normfit needs at least normfit.min_frames = {cfg.min_frames}"
         )
-    ay, ax, h = m["ankle_y"][usable], m["ankle_x"][usable], m["height"][usable]
+    ay, ax, h = m["ankle_y"][usable], m["body_x"][usable], m["height"][usable]
     far = float(np.percentile(ay, cfg.far_percentile))
     close = float(np.percentile(ay, cfg.close_percentile))
     med_y, med_h, med_x = float(np.median(ay)), float(np.median(h)), float(np.median(ax))
@@ -166,8 +180,8 @@ def fit_subject(kps: np.ndarray, cfg: NormfitConfig, name: str = "subject") -> S
     right = float(np.percentile(ax, cfg.close_percentile))
     x_degenerate = right - left <= cfg.min_range * med_h or right - left <= 1e-6
     horizontal = {
-        "ankle_x_median": med_x, "ankle_x_left": med_x if x_degenerate else left,
-        "ankle_x_right": med_x if x_degenerate else right, "horizontal_degenerate": x_degenerate,
+        "body_x_median": med_x, "body_x_left": med_x if x_degenerate else left,
+        "body_x_right": med_x if x_degenerate else right, "horizontal_degenerate": x_degenerate,
     }
     rng = close - far
     if rng <= cfg.min_range * med_h or rng <= 1e-6:
@@ -245,7 +259,7 @@ class NormMapping:
         return self.scale_far + a * (self.scale_close - self.scale_far)
 
     def anchor_x_map(self, ax: np.ndarray) -> np.ndarray:
-        """Where a source ankle x lands: its left..right range onto the target's."""
+        """Where a source mid-hip x lands: its left..right range onto the target's."""
         ax = np.asarray(ax, dtype=np.float64)
         if self.horizontal_mode == "constant":
             return ax + (self.target_left - self.source_left)
@@ -257,17 +271,17 @@ def fit_mapping(source: SubjectStats, target: SubjectStats) -> NormMapping:
     """Combine both subjects' statistics into the mapping (see the module docstring)."""
     if source.horizontal_degenerate:
         horizontal: dict[str, Any] = {
-            "horizontal_mode": "constant", "source_left": source.ankle_x_median,
-            "source_right": source.ankle_x_median, "target_left": target.ankle_x_median,
-            "target_right": target.ankle_x_median,
+            "horizontal_mode": "constant", "source_left": source.body_x_median,
+            "source_right": source.body_x_median, "target_left": target.body_x_median,
+            "target_right": target.body_x_median,
         }
     else:
         horizontal = {
-            "horizontal_mode": "interpolate", "source_left": source.ankle_x_left,
-            "source_right": source.ankle_x_right, "target_left": target.ankle_x_left,
-            "target_right": target.ankle_x_right,
+            "horizontal_mode": "interpolate", "source_left": source.body_x_left,
+            "source_right": source.body_x_right, "target_left": target.body_x_left,
+            "target_right": target.body_x_right,
         }
-    common = {**horizontal, "source_ankle_median": source.ankle_median, "source_x_median": source.ankle_x_median}
+    common = {**horizontal, "source_ankle_median": source.ankle_median, "source_x_median": source.body_x_median}
     if source.degenerate:
         sigma = target.height_median / source.height_median
         return NormMapping(
@@ -284,26 +298,26 @@ def fit_mapping(source: SubjectStats, target: SubjectStats) -> NormMapping:
 
 
 def apply_mapping(
-    kps: np.ndarray, mapping: NormMapping, ankle_y: np.ndarray | None = None, ankle_x: np.ndarray | None = None,
+    kps: np.ndarray, mapping: NormMapping, ankle_y: np.ndarray | None = None, body_x: np.ndarray | None = None,
 ) -> np.ndarray:
     """Map (N, 17, 3) source keypoints into target pixels; confidences and NaN pass through.
 
-    ``ankle_y``/``ankle_x`` (N,) are each frame's anchor (ankle position); by default
-    they are measured per row (mean of the visible ankles) and a row without ankles
-    uses the source's medians. Each frame is scaled by ``s(f)`` about its anchor, and
-    the anchor is moved to ``ankle_map(f)``, ``anchor_x_map(x)``. Pure and row-wise, so
-    row order never changes a row's result.
+    ``ankle_y``/``body_x`` (N,) are each frame's anchor: the mean y of the visible ankles
+    and the mean x of the visible hips (:func:`hip_x`); by default they are measured
+    per row and a row without them uses the source's medians. Each frame is scaled by
+    ``s(f)`` about its anchor, and the anchor is moved to ``ankle_map(f)``,
+    ``anchor_x_map(x)``. Pure and row-wise, so row order never changes a row's result.
     """
     kps = np.asarray(kps, dtype=np.float64)
     if kps.ndim != 3 or kps.shape[1:] != (17, 3):
         raise ValueError(f"expected keypoints of shape (N, 17, 3), got {kps.shape}")
-    if ankle_y is None or ankle_x is None:
-        mx, my = ankle_positions(kps)
-        ankle_x = mx if ankle_x is None else ankle_x
-        ankle_y = my if ankle_y is None else ankle_y
+    if ankle_y is None:
+        ankle_y = ankle_positions(kps)[1]
+    if body_x is None:
+        body_x = hip_x(kps)
     f = np.asarray(ankle_y, dtype=np.float64)
     f = np.where(np.isfinite(f), f, mapping.source_ankle_median)
-    ax = np.asarray(ankle_x, dtype=np.float64)
+    ax = np.asarray(body_x, dtype=np.float64)
     ax = np.where(np.isfinite(ax), ax, mapping.source_x_median)
     s = mapping.scale(f)[:, None]
     out = kps.copy()

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from dancepipe.errors import DancepipeError
+from dancepipe.keypoints import KP
 from dancepipe.normalize import (
     NormfitConfig,
     NormMapping,
@@ -21,7 +22,7 @@ from dancepipe.normalize import (
     fit_subject,
     load_mapping,
 )
-from tests.fixtures.labels import depth_walk, write_pose_table
+from tests.fixtures.labels import depth_walk, figure, write_pose_table
 
 CFG = NormfitConfig()
 
@@ -102,10 +103,38 @@ def test_source_crossing_a_wide_stage_stays_in_the_targets_horizontal_range():
     tgt = depth_walk(80, far=1400, close=1800, h_far=900, h_close=1200, x=540)
     m = _fit(src, tgt)
     assert m.horizontal_mode == "interpolate"
-    out_x = apply_mapping(src, m)[:, 15:17, 0].mean(axis=1)
-    tgt_x = tgt[:, 15:17, 0].mean(axis=1)
+    hips = [KP["left_hip"], KP["right_hip"]]  # the horizontal anchor
+    out_x = apply_mapping(src, m)[:, hips, 0].mean(axis=1)
+    tgt_x = tgt[:, hips, 0].mean(axis=1)
     assert tgt_x.min() - 10 < out_x.min() and out_x.max() < tgt_x.max() + 10
     assert np.all(np.diff(out_x) > 0)  # still walking the same way
+
+
+def test_a_leaning_source_keeps_its_hips_where_the_target_stood():
+    """With a target that never moves sideways, every frame is pinned at its median: the
+    mid-hip, so a lean (the upper body over one foot) stays in the picture."""
+    t = np.linspace(0, 2 * np.pi, 80, endpoint=False)
+    ay = 1400 + 400 * (0.5 - 0.5 * np.cos(t))
+    tgt = figure(np.full(80, 540.0), ay, 900 + (ay - 1400) / 400 * 300)  # walks in depth at x 540, never sideways
+    src = depth_walk(80, far=500, close=700, h_far=300, h_close=400, x=900)
+    src[..., 0] += np.linspace(-200, 200, 80)[:, None]
+    lean = src.copy()
+    upper = [KP[n] for n in ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
+                             "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist")]
+    hips = [KP["left_hip"], KP["right_hip"]]
+    lean[:, upper, 0] += 150.0  # upper body leant 150 px to the right of the feet
+    lean[:, hips, 0] += 100.0  # hips 100 px right of the feet
+    m = _fit(lean, tgt)
+    assert m.target_left == m.target_right == 540.0
+    out = apply_mapping(lean, m)
+    # the hips land on the target's (x 540); the feet keep their offset from the hips, scaled
+    np.testing.assert_allclose(out[:, hips, 0].mean(axis=1), 540.0, atol=1e-6)
+    ankles = [KP["left_ankle"], KP["right_ankle"]]
+    scale = m.scale(lean[:, ankles, 1].mean(axis=1))
+    offset_in = lean[:, hips, 0].mean(axis=1) - lean[:, ankles, 0].mean(axis=1)  # about 100 px, plus jitter
+    offset_out = out[:, hips, 0].mean(axis=1) - out[:, ankles, 0].mean(axis=1)
+    np.testing.assert_allclose(offset_out, scale * offset_in, rtol=1e-9)
+    assert np.all(offset_out > 0.9 * 100 * scale)
 
 
 def test_too_few_usable_frames_says_how_many():

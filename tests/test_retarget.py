@@ -12,7 +12,14 @@ from click.testing import CliRunner
 from dancepipe.errors import DancepipeError
 from dancepipe.keypoints import KP, columns_to_keypoints, read_table
 from dancepipe.labels import LabelsConfig, TransferLabelsConfig, _load_poses, run_labels, transfer_keypoints
-from dancepipe.normalize import NormfitConfig, ankle_positions, apply_mapping, load_mapping, run_normfit
+from dancepipe.normalize import (
+    NormfitConfig,
+    ankle_positions,
+    apply_mapping,
+    hip_x,
+    load_mapping,
+    run_normfit,
+)
 from dancepipe.retarget import BONES, TREE, bone_stats, retarget
 from dancepipe.smoothing import interpolate_gaps, smooth
 from tests.fixtures.labels import write_frames_dir, write_pose_table
@@ -183,8 +190,8 @@ def test_retarget_none_is_the_normalised_pose_as_before(stretched):
     mapping = load_mapping(stretched["norm"])
     got, ratios, _, _ = transfer_keypoints(src, mapping, cfg)
     k = smooth(interpolate_gaps(src, cfg.gap_max), cfg.smoothing, cfg.window, cfg.polyorder)
-    ax, ay = ankle_positions(k)
-    np.testing.assert_array_equal(got, apply_mapping(k, mapping, ankle_y=ay, ankle_x=ax))
+    ay = ankle_positions(k)[1]
+    np.testing.assert_array_equal(got, apply_mapping(k, mapping, ankle_y=ay, body_x=hip_x(k)))
     assert ratios is None
 
 
