@@ -53,7 +53,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -70,7 +70,7 @@ from dancepipe.face.networks import Box
 from dancepipe.gaps import EMPTY_RULES
 from dancepipe.images import read_rgb
 from dancepipe.keypoints import columns_to_keypoints, read_index
-from dancepipe.precision import PRECISION_HELP, resolve_precision
+from dancepipe.precision import PRECISION_HELP, Precision, resolve_precision
 from dancepipe.render import (
     face_boxes,
     generate_sequence,
@@ -115,7 +115,7 @@ class EvaluateConfig(StageConfig):
     )
     batch: int = Field(8, ge=1, le=64, description="generated frames per pose-model batch")
     face: bool = Field(True, description="apply the face GAN as render does")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description=f"the generator's: {PRECISION_HELP}")
+    precision: Precision = Field("auto", description=f"the generator's: {PRECISION_HELP}")
     sample_frames: int = Field(4, ge=0, le=16, description="frames shown in the report")
 
     @field_validator("device")

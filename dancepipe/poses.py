@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ from dancepipe.devices import check_device, resolve_device
 from dancepipe.errors import DancepipeError
 from dancepipe.keypoints import COCO_NAMES, DETECTION_SCHEMA, keypoints_to_columns, write_table
 from dancepipe.posemodel import load_pose_model, model_sha256
+from dancepipe.precision import Precision, resolve_precision
 from dancepipe.tracking import Detections
 from dancepipe.video import DecodeReport, Frame, batched, iter_frames, prefetch, probe
 
@@ -48,7 +49,7 @@ class PosesConfig(StageConfig):
     det_conf: float = Field(0.25, ge=0.0, le=1.0)
     kp_conf: float = Field(0.5, ge=0.0, le=1.0)
     device: str = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Precision = "auto"
 
     @field_validator("imgsz")
     @classmethod
@@ -75,7 +76,6 @@ def mask_keypoints(kps: np.ndarray, kp_conf: float) -> np.ndarray:
     bad = ~(conf >= kp_conf) | ~np.isfinite(out[..., 0]) | ~np.isfinite(out[..., 1])
     out[bad] = np.nan
     return out
-
 
 
 def _fp32_forward(forward: Callable[..., Any]) -> Callable[..., Any]:
@@ -172,8 +172,6 @@ class PoseRunner:
         self.num_classes = len(self.net.names)
         self.end2end = bool(getattr(self.net, "end2end", False))
         self.kpt_shape = tuple(self.net.kpt_shape)
-        from dancepipe.precision import resolve_precision
-
         self.precision = resolve_precision(cfg.precision, device, "poses.precision")
         if self.precision == "bf16":
             head = self.net.model[-1]

@@ -10,6 +10,8 @@ slower than fp32, so ``auto`` settings resolve to fp32 there.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from dancepipe.errors import DancepipeError
@@ -30,6 +32,7 @@ def native_bf16(device: torch.device | str) -> bool:
     return False
 
 
+Precision = Literal["auto", "fp32", "bf16"]  # the type of every stage's ``precision`` key
 PRECISION_HELP = "auto (bf16 where native: CUDA, AMX/AVX512-BF16 CPUs), fp32 or bf16"
 
 

@@ -47,7 +47,7 @@ from dancepipe.gaps import EMPTY_RULES, EmptyRule, FramePlan, plan_frames
 from dancepipe.images import read_rgb
 from dancepipe.keypoints import read_index, read_table
 from dancepipe.networks import next_frame, to_model, to_uint8
-from dancepipe.precision import PRECISION_HELP, resolve_precision
+from dancepipe.precision import PRECISION_HELP, Precision, resolve_precision
 from dancepipe.video import prefetch, probe
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class RenderConfig(StageConfig):
         15, ge=1, le=1001,
         description="side-by-side source panel: frames over which its crop (centre and scale) is smoothed",
     )
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description=f"the generator's: {PRECISION_HELP}")
+    precision: Precision = Field("auto", description=f"the generator's: {PRECISION_HELP}")
 
     @field_validator("device")
     @classmethod

@@ -298,3 +298,30 @@ def test_killed_stage_resumes_and_finishes(clip, tmp_path) -> None:
     g_ref, _ = load_generator(tmp_path / "ref" / "generator.pt")
     for (k, a), b in zip(g.state_dict().items(), g_ref.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
+
+
+class _CopyLabel(torch.nn.Module):
+    """A 'generator' whose frame is its label: the reconstruction error is then plain arithmetic."""
+
+    def forward(self, label: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        return label
+
+
+def test_final_metrics_cover_the_last_training_frames_and_the_held_out_tail(monkeypatch) -> None:
+    from dancepipe import train as train_mod
+    from dancepipe.dataset import TrainingData
+
+    rng = np.random.default_rng(0)
+    n, n_train = 12, 9
+    labels = torch.from_numpy(rng.integers(0, 256, (n, 3, 8, 8), dtype=np.uint8))
+    images = torch.from_numpy(rng.integers(0, 256, (n, 3, 8, 8), dtype=np.uint8))
+    data = TrainingData(frames=list(range(n)), labels=labels, images=images, n_train=n_train,
+                        pairs=np.arange(n_train - 1), fingerprint="")
+    monkeypatch.setattr(train_mod, "FINAL_TRAIN_FRAMES", 4)
+    got = train_mod._final_metrics(_CopyLabel(), data, torch.device("cpu"))
+    err = np.abs(labels.numpy().astype(float) - images.numpy().astype(float)).mean(axis=(1, 2, 3)) / 255
+    assert got["train_l1"] == pytest.approx(err[5:9].mean(), abs=1e-6)  # the last 4 training frames only
+    assert got["holdout_l1"] == pytest.approx(err[9:].mean(), abs=1e-6)
+    monkeypatch.setattr(train_mod, "FINAL_TRAIN_FRAMES", 100)  # more than there are: every training frame
+    got = train_mod._final_metrics(_CopyLabel(), data, torch.device("cpu"))
+    assert got["train_l1"] == pytest.approx(err[:9].mean(), abs=1e-6)

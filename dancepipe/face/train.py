@@ -32,7 +32,7 @@ from dancepipe.face.networks import FaceDiscriminator, FaceGenerator, freeze
 from dancepipe.features import build_feature_net
 from dancepipe.losses import PerceptualLoss, build_gan_loss
 from dancepipe.networks import to_model, to_uint8
-from dancepipe.precision import PRECISION_HELP, resolve_precision
+from dancepipe.precision import PRECISION_HELP, Precision, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class FaceConfig(StageConfig):
     lambda_l1: float = Field(50.0, ge=0.0)
     samples: int = Field(6, ge=1, le=64)
     device: str = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = Field(
+    precision: Precision = Field(
         "auto", description=f"the frozen main generator's, when it makes the training faces: {PRECISION_HELP}"
     )
 
