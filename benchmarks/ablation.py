@@ -14,7 +14,7 @@ same generator; +RT trains nothing).
 | FBF+TS+FG | true | true | none |
 | FBF+TS+FG+RT | true | true | bones |
 
-The variants run in an order that ends on the params.yaml defaults, and params.yaml
+The variants run in an order that ends on the params.yaml defaults (FBF+TS+FG+RT), and params.yaml
 is restored byte for byte afterwards, so the workspace holds the demo's own results
 when the script is done. The table (held-out box/face SSIM and PSNR, pose distance,
 warp error beside the real frames' floor, the nearest-neighbour baseline, transfer
@@ -45,8 +45,8 @@ SWITCHES = ("train.temporal", "train_face.enabled", "labels.transfer.retarget")
 VARIANTS: list[tuple[str, str, tuple[str, str, str]]] = [
     ("ablation-fbf", "FBF", ("false", "false", "none")),
     ("ablation-fbf-ts", "FBF+TS", ("true", "false", "none")),
-    ("ablation-fbf-ts-fg-rt", "FBF+TS+FG+RT", ("true", "true", "bones")),
     ("ablation-fbf-ts-fg", "FBF+TS+FG", ("true", "true", "none")),
+    ("ablation-fbf-ts-fg-rt", "FBF+TS+FG+RT", ("true", "true", "bones")),
 ]
 TABLE_ORDER = ["FBF", "FBF+TS", "FBF+TS+FG", "FBF+TS+FG+RT"]
 COLUMNS: list[tuple[str, str, str]] = [  # (header, source: held | transfer | run, key)

@@ -88,7 +88,7 @@ class TransferLabelsConfig(StageConfig):
     window: int = Field(5, ge=1, le=301)
     polyorder: int = Field(2, ge=0, le=10)
     retarget: Literal["none", "bones"] = Field(
-        "none", description="bones: after normalisation, give each source bone the target's median length "
+        "bones", description="bones: after normalisation, give each source bone the target's median length "
                             "(see dancepipe.retarget); none: the normalised pose as it is",
     )
     head: Literal["target", "source"] = Field(

@@ -97,7 +97,7 @@ def _labels(tmp_path: Path, name: str, source: np.ndarray, head: str) -> tuple[n
     s = write_pose_table(d / "s.parquet", source, 1280, 720)
     frames = write_frames_dir(d / "frames", target, WIDTH, 1920)
     run_normfit(t, s, d / "stats.json", None, NormfitConfig())
-    cfg = LabelsConfig(transfer=TransferLabelsConfig(head=head, smoothing="none", gap_max=0))
+    cfg = LabelsConfig(transfer=TransferLabelsConfig(head=head, smoothing="none", gap_max=0, retarget="none"))
     run_labels("transfer", s, frames, d / "labels", cfg, norm=d / "stats.json")
     df, meta = read_table(d / "labels" / "index.parquet")
     return columns_to_keypoints(df), meta

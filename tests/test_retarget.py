@@ -111,7 +111,7 @@ def test_a_source_with_longer_legs_gets_the_targets_leg_lengths(stretched):
     _, src = _load_poses(stretched["source"])
     bones = json.loads(stretched["norm"].read_text())["bones"]["target"]
     mapping = load_mapping(stretched["norm"])
-    plain, none_ratios, _, _ = transfer_keypoints(src, mapping, TransferLabelsConfig(smoothing="none"))
+    plain, none_ratios, _, _ = transfer_keypoints(src, mapping, TransferLabelsConfig(smoothing="none", retarget="none"))
     fitted, ratios, _, _ = transfer_keypoints(src, mapping, TransferLabelsConfig(smoothing="none", retarget="bones"), bones)
     assert none_ratios is None and ratios["thigh"] < 0.97 and ratios["shin"] < 0.97
     got_plain, got = _leg_lengths(plain), _leg_lengths(fitted)
@@ -186,7 +186,7 @@ def test_missing_joints_stay_missing_and_orphans_move_with_their_ancestor():
 def test_retarget_none_is_the_normalised_pose_as_before(stretched):
     """`none` is exactly gap filling → smoothing → the normfit mapping, untouched."""
     _, src = _load_poses(stretched["source"])
-    cfg = TransferLabelsConfig()
+    cfg = TransferLabelsConfig(retarget="none")
     mapping = load_mapping(stretched["norm"])
     got, ratios, _, _ = transfer_keypoints(src, mapping, cfg)
     k = smooth(interpolate_gaps(src, cfg.gap_max), cfg.smoothing, cfg.window, cfg.polyorder)
@@ -209,12 +209,14 @@ def test_a_target_without_knees_cannot_be_retargeted(tmp_path, repo_root):
                                              r"12 of 40 frames"):
         run_labels("transfer", p["source"], p["frames"], out, cfg, norm=p["norm"])
     assert not out.exists()
-    run_labels("transfer", p["source"], p["frames"], out, LabelsConfig(), norm=p["norm"])  # none: fine
+    none = LabelsConfig(transfer=TransferLabelsConfig(retarget="none"))
+    run_labels("transfer", p["source"], p["frames"], out, none, norm=p["norm"])  # none: fine
     # the stage: one sentence, exit 1
     from stages.labels import main
 
     params = tmp_path / "params.yaml"
-    params.write_text((repo_root / "params.yaml").read_text().replace("retarget: none", "retarget: bones"))
+    assert "retarget: bones" in (repo_root / "params.yaml").read_text()  # the shipped default
+    params.write_text((repo_root / "params.yaml").read_text())
     res = CliRunner().invoke(main, ["--kind", "transfer", "--poses", str(p["source"]), "--frames", str(p["frames"]),
                                     "--norm", str(p["norm"]), "--out", str(tmp_path / "o2"), "--params", str(params)])
     assert res.exit_code == 1 and "thigh (hip→knee)" in res.output and res.output.count("\n") == 1, res.output
