@@ -25,6 +25,7 @@ writes files; every rank computes the same schedule and the same batches.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -70,12 +71,15 @@ class TrainConfig(StageConfig):
     """The ``train:`` section of params.yaml."""
 
     seed: int = Field(0, ge=0)
-    steps: int = Field(1200, ge=1, description="generator updates, each on a batch of frame pairs")
+    steps: int = Field(1800, ge=1, description="generator updates, each on a batch of frame pairs")
     batch_size: int = Field(2, ge=1, description="frame pairs per device per step")
     lr: float = Field(4e-4, gt=0, le=1)
     beta1: float = Field(0.5, ge=0, lt=1)
     beta2: float = Field(0.999, ge=0, lt=1)
     decay_start: float = Field(0.5, ge=0, le=1)
+    ema_halflife: float = Field(
+        100.0, ge=0, description="half-life in steps of the generator's weight average (0: save the last weights)",
+    )
     holdout_fraction: float = Field(0.1, ge=0, lt=1)
     ngf: int = Field(32, ge=1, le=256)
     n_downsample: int = Field(2, ge=1, le=6)
@@ -186,6 +190,17 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.steps - step) / (cfg.steps - start)
 
 
+# The average's half-life grows with training: at most this share of the steps done, so
+# the first, fast-changing weights are forgotten quickly (as in StyleGAN2-ADA's ramp-up).
+EMA_RAMPUP = 0.1
+
+
+def ema_beta(done: int, halflife: float) -> float:
+    """Weight kept by the average after update ``done`` (1-based): 0.5 ** (1 / half-life in force)."""
+    h = min(halflife, EMA_RAMPUP * done)
+    return 0.5 ** (1.0 / h) if h > 0 else 0.0
+
+
 def _set_requires_grad(module: nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
@@ -205,6 +220,11 @@ class Trainer:
         fmt = switches.memory_format
         self.g.to(device, memory_format=fmt)
         self.d.to(device, memory_format=fmt)
+        # the exponential moving average of G's weights, which is what gets saved when enabled
+        self.g_ema: Generator | None = None
+        if cfg.ema_halflife > 0:
+            self.g_ema = copy.deepcopy(self.g).eval()
+            _set_requires_grad(self.g_ema, False)
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.gan = build_gan_loss(cfg.gan_loss)
@@ -224,6 +244,22 @@ class Trainer:
         if not self.switches.amp:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    @property
+    def g_out(self) -> Generator:
+        """The generator samples, final metrics and generator.pt come from: the average, if kept."""
+        return self.g_ema if self.g_ema is not None else self.g
+
+    @torch.no_grad()
+    def update_ema(self, done: int) -> None:
+        """Fold G's weights after update ``done`` into the average (a no-op without one)."""
+        if self.g_ema is None:
+            return
+        keep = ema_beta(done, self.cfg.ema_halflife)
+        for avg, p in zip(self.g_ema.parameters(), self.g.parameters(), strict=True):
+            avg.lerp_(p.detach(), 1.0 - keep)
+        for avg, b in zip(self.g_ema.buffers(), self.g.buffers(), strict=True):
+            avg.copy_(b)
 
     def set_lr(self, lr: float) -> None:
         for opt in (self.opt_g, self.opt_d):
@@ -271,10 +307,13 @@ class Trainer:
 
     # --- checkpoint state ---
     def weights(self) -> dict[str, Any]:
-        return {
+        out = {
             "arch": self.g.arch.to_dict(), "state_dict": _cpu(self.g.state_dict()),
             "d_arch": self.d.arch.to_dict(), "discriminator": _cpu(self.d.state_dict()),
         }
+        if self.g_ema is not None:
+            out["ema_state_dict"] = _cpu(self.g_ema.state_dict())
+        return out
 
     def training_state(self) -> dict[str, Any]:
         rng: dict[str, Any] = {"torch": torch.get_rng_state()}
@@ -285,6 +324,10 @@ class Trainer:
     def restore(self, weights: dict[str, Any], state: dict[str, Any], source: Path) -> None:
         ckpt.load_into(self.g, weights["state_dict"], source)
         ckpt.load_into(self.d, weights["discriminator"], source)
+        if self.g_ema is not None:
+            if "ema_state_dict" not in weights:
+                raise DancepipeError(f"{source}: has no weight average to resume (train.ema_halflife)")
+            ckpt.load_into(self.g_ema, weights["ema_state_dict"], source)
         try:
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
@@ -400,6 +443,7 @@ def run_training(
         trainer.set_lr(lr_at(step, cfg))
         losses = trainer.train_step(*(to_model_range(x, device, fmt) for x in batch))
         done = step + 1
+        trainer.update_ema(done)
         images += 2 * cfg.batch_size * ctx.world_size
         if ctx.distributed:
             losses = {k: du.all_reduce_mean(v) for k, v in losses.items()}
@@ -411,7 +455,7 @@ def run_training(
                 live.log_metric(k, v)
             live.log_metric("lr", lr_at(step, cfg))
             if done % cfg.sample_every == 0 or done == cfg.steps:
-                live.log_image(f"samples/step_{done:06d}.png", sample_grid(trainer.g, data, device, switches.amp))
+                live.log_image(f"samples/step_{done:06d}.png", sample_grid(trainer.g_out, data, device, switches.amp))
             live.make_summary()
         if ctx.is_main and done % cfg.checkpoint_every == 0 and done < cfg.steps:
             ckpt.save_checkpoint(checkpoints, done, {**trainer.weights(), "train": train_params,
@@ -422,10 +466,10 @@ def run_training(
     elapsed = time.perf_counter() - t0
     metrics: dict[str, float] = {}
     if ctx.is_main:
-        metrics = _final_metrics(trainer.g, data, device, switches.amp)
+        metrics = _final_metrics(trainer.g_out, data, device, switches.amp)
         metrics["images_per_s"] = images / elapsed if elapsed > 0 and images else 0.0
         metrics["train_seconds"] = elapsed
-        ckpt.save_generator(trainer.g, out, train_params, data.split, cfg.steps)
+        ckpt.save_generator(trainer.g_out, out, train_params, data.split, cfg.steps)
         if live is not None:
             for k, v in metrics.items():
                 live.log_metric(k, v, plot=False)

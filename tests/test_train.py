@@ -26,6 +26,7 @@ from dancepipe.networks import generate_frames
 from dancepipe.train import (
     TrainConfig,
     Trainer,
+    ema_beta,
     lr_at,
     mean_abs_error,
     resolve_switches,
@@ -187,8 +188,41 @@ def test_outputs_for_dvc_plots_and_metrics(clip, tmp_path) -> None:
     assert list_checkpoints(tmp_path / "ck") == [3]
 
 
-def test_resume_only_with_the_same_params(clip, tmp_path) -> None:
-    cfg = _cfg(steps=6, checkpoint_every=2)
+@pytest.mark.parametrize(("done", "halflife", "expected"), [
+    (1000, 100.0, 0.5 ** (1 / 100)),  # past the ramp-up: the configured half-life
+    (10, 100.0, 0.5),                 # ramping up: half-life 0.1 * 10 = 1 step
+    (1, 100.0, 0.5 ** 10),            # first update: the average is almost the weights themselves
+    (50, 2.0, 0.5 ** (1 / 2)),
+    (7, 0.0, 0.0),                    # no average
+])
+def test_ema_keep_factor_hand_computed(done: int, halflife: float, expected: float) -> None:
+    assert ema_beta(done, halflife) == pytest.approx(expected, rel=1e-12)
+
+
+def test_weight_average_is_the_recursion_over_the_updates(clip) -> None:
+    cfg = _cfg(ema_halflife=3.0)
+    device = torch.device("cpu")
+    trainer = Trainer(cfg, device, resolve_switches(cfg, device), None)
+    data = load_training_data(*clip, holdout_fraction=0.1)
+    expected = [p.detach().clone() for p in trainer.g.parameters()]
+    for step in range(40):
+        r = int(data.pairs[step % len(data.pairs)])
+        batch = (data.labels[r:r + 1], data.labels[r + 1:r + 2], data.images[r:r + 1], data.images[r + 1:r + 2])
+        trainer.train_step(*(x.float() / 127.5 - 1 for x in batch))
+        trainer.update_ema(step + 1)
+        h = min(3.0, 0.1 * (step + 1))  # the half-life in force, ramping up by 0.1 a step
+        keep = 0.5 ** (1 / h)
+        expected = [keep * e + (1 - keep) * p.detach() for e, p in zip(expected, trainer.g.parameters(), strict=True)]
+    averaged = list(trainer.g_out.parameters())
+    assert trainer.g_out is trainer.g_ema
+    for e, a in zip(expected, averaged, strict=True):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6)
+    assert any(not torch.allclose(a, p) for a, p in zip(averaged, trainer.g.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("ema_halflife", [0.0, 20.0])
+def test_resume_only_with_the_same_params(clip, tmp_path, ema_halflife: float) -> None:
+    cfg = _cfg(steps=6, checkpoint_every=2, ema_halflife=ema_halflife)
     first = _run(cfg, *clip, tmp_path)
     assert first.resumed_from == 0 and list_checkpoints(tmp_path / "ck") == [2, 4]
     finished = load_generator(tmp_path / "generator.pt")[0].state_dict()
@@ -196,7 +230,8 @@ def test_resume_only_with_the_same_params(clip, tmp_path) -> None:
     assert again.resumed_from == 4 and again.step == 6
     # params that change only how the run goes (how often it checkpoints and samples, loader
     # workers, the device spelling) keep the checkpoints: the run resumes and ends where it did
-    logistics = _cfg(steps=6, checkpoint_every=5, sample_every=1, workers=0, pin_memory=False, device="cpu")
+    logistics = _cfg(steps=6, checkpoint_every=5, sample_every=1, workers=0, pin_memory=False, device="cpu",
+                     ema_halflife=ema_halflife)
     assert logistics.model_dump() != cfg.model_dump()
     resumed = _run(logistics, *clip, tmp_path)
     assert resumed.resumed_from == 4 and list_checkpoints(tmp_path / "ck") == [2, 4, 5]  # now every 5 steps
@@ -204,7 +239,7 @@ def test_resume_only_with_the_same_params(clip, tmp_path) -> None:
                          strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
     # a param that changes the result starts over, and clears the other run's checkpoints
-    other = _run(_cfg(steps=6, checkpoint_every=3, lr=1e-4), *clip, tmp_path)
+    other = _run(_cfg(steps=6, checkpoint_every=3, lr=1e-4, ema_halflife=ema_halflife), *clip, tmp_path)
     assert other.resumed_from == 0 and list_checkpoints(tmp_path / "ck") == [3]
 
 
