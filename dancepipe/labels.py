@@ -349,7 +349,7 @@ def run_labels(
         bones = None
         if cfg.transfer.retarget == "bones":
             bones, person = load_target_bones(norm)
-            check_target_bones(bones, person, str(norm))
+            bones = check_target_bones(bones, person, str(norm))
         facing = dominant_facing(load_target_facing(norm)) if cfg.transfer.facing == "target" else None
         head = load_target_head(norm) if cfg.transfer.head == "target" else None
         if cfg.transfer.head == "target" and head is None:

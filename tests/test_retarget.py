@@ -222,6 +222,22 @@ def test_a_target_without_knees_cannot_be_retargeted(tmp_path, repo_root):
     assert res.exit_code == 1 and "thigh (hip→knee)" in res.output and res.output.count("\n") == 1, res.output
 
 
+def test_a_target_showing_its_ears_in_few_frames_keeps_the_sources_ears(tmp_path, caplog):
+    target = articulated(40, LENGTHS)
+    target[:28, [KP["left_ear"], KP["right_ear"]], :2] = np.nan  # ears seen in 12 of 40 frames
+    source = articulated(40, {**LENGTHS, "ear": 0.06, "thigh": 0.3}, size=300.0, seed=1)
+    p = _pair(tmp_path, target, source)
+    cfg = LabelsConfig(transfer=TransferLabelsConfig(retarget="bones", smoothing="none"))
+    with caplog.at_level("WARNING", logger="dancepipe.retarget"):
+        r = run_labels("transfer", p["source"], p["frames"], tmp_path / "l", cfg, norm=p["norm"])
+    assert r["bone_ratios"]["ear"] == 1.0  # not retargeted: the source's doubled ears stay doubled
+    assert r["bone_ratios"]["thigh"] < 0.95  # the body still is
+    assert "ear (eye→ear) in only 12 of 40 frames" in caplog.text
+    got = columns_to_keypoints(read_table(tmp_path / "l" / "index.parquet")[0])
+    ear = np.nanmedian(_lengths(got, "left_eye", "left_ear") / _lengths(got, "nose", "left_eye"))
+    assert ear == pytest.approx(0.06 / LENGTHS["eye"], rel=0.05)  # the source's ear-to-eye proportion
+
+
 def test_retargeted_labels_record_their_ratios(stretched, tmp_path):
     cfg = LabelsConfig(transfer=TransferLabelsConfig(retarget="bones"))
     r = run_labels("transfer", stretched["source"], stretched["frames"], tmp_path / "l", cfg, norm=stretched["norm"])
