@@ -36,6 +36,8 @@ import numpy as np
 from dancepipe.errors import DancepipeError
 from dancepipe.keypoints import KP
 
+log = logging.getLogger(__name__)
+
 ROOT = 17  # virtual joint: mid-hip
 NECK = 18  # virtual joint: mid-shoulder
 N_EXT = 19
@@ -67,8 +69,6 @@ BONES: tuple[str, ...] = tuple(dict.fromkeys(bone for _, bone in TREE.values()))
 # whenever hair or the angle hides it (49 of the first 100 frames of the demo dancer). Such
 # a bone is not retargeted, the source keeps its own length for it; the body bones are needed.
 OPTIONAL_BONES: tuple[str, ...] = ("eye", "ear")
-
-log = logging.getLogger(__name__)
 ANKLES = (KP["left_ankle"], KP["right_ankle"])
 
 

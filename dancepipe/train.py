@@ -14,6 +14,8 @@ One step, on a batch of consecutive frame pairs (t, t+1):
    matching + perceptual loss + L1, D frozen for this pass.
 3. D update: real pair (label_t, label_t+1, image_t, image_t+1) against the detached
    generated pair.
+4. With ``ema_halflife`` > 0, G's new weights are folded into their running average,
+   which is what generator.pt, the samples and the final metrics use.
 
 With ``temporal: false`` (pix2pixHD frame by frame, the paper's FBF ablation) each frame
 comes from its label alone and D judges single (label, image) pairs: the two frames of a
