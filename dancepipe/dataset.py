@@ -42,8 +42,9 @@ class TrainingData:
     labels: torch.Tensor       # (N, 3, H, W) uint8 label images
     images: torch.Tensor       # (N, 3, H, W) uint8 real frames
     n_train: int               # rows [0, n_train) train, the rest is held out
-    pairs: np.ndarray          # row i such that (i, i+1) is a training pair
+    pairs: np.ndarray          # row i such that (i, i + gaps[k]) is training pair k
     fingerprint: str           # sha256 of the index tables and every image file
+    gaps: np.ndarray | None = None  # (P,) frames between a pair's two rows; None: all 1
 
     @property
     def split(self) -> dict[str, list[int]]:
@@ -60,8 +61,13 @@ def split_point(n: int, holdout_fraction: float) -> int:
     return int(np.floor(n * (1.0 - holdout_fraction) + 1e-9))
 
 
-def load_training_data(frames_dir: str | Path, labels_dir: str | Path, holdout_fraction: float) -> TrainingData:
-    """Read ``data/frames/<target>`` + ``data/labels/<target>/train`` and split them in time."""
+def load_training_data(frames_dir: str | Path, labels_dir: str | Path, holdout_fraction: float,
+                       max_gap: int = 1) -> TrainingData:
+    """Read ``data/frames/<target>`` + ``data/labels/<target>/train`` and split them in time.
+
+    Pairs are (t, t + g) for every gap g in 1..``max_gap``, both frames inside the
+    training part and showing a person, with every frame between them present.
+    """
     frames_dir, labels_dir = Path(frames_dir), Path(labels_dir)
     fdf = read_index(frames_dir, "frames", check_files=False)  # each image is read (and checked) below
     ldf = read_index(labels_dir, "labels", check_files=False)
@@ -88,21 +94,28 @@ def load_training_data(frames_dir: str | Path, labels_dir: str | Path, holdout_f
             digest.update(path.read_bytes())
     frames = merged["frame"].astype(int).tolist()
     found = merged["person_found"].fillna(False).astype(bool).to_numpy()
-    consecutive = np.diff(np.asarray(frames)) == 1
-    ok = consecutive[: n_train - 1] & found[: n_train - 1] & found[1:n_train]
-    pairs = np.flatnonzero(ok)
-    if len(pairs) == 0:
+    index = np.asarray(frames)
+    firsts, gaps = [], []
+    for gap in range(1, max_gap + 1):
+        if n_train <= gap:
+            break
+        ok = (index[gap:n_train] - index[: n_train - gap] == gap) & found[: n_train - gap] & found[gap:n_train]
+        firsts.append(np.flatnonzero(ok))
+        gaps.append(np.full(len(firsts[-1]), gap))
+    pairs = np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.int64)
+    gap_of = np.concatenate(gaps) if gaps else np.zeros(0, dtype=np.int64)
+    if not (gap_of == 1).any():
         raise DancepipeError(
             f"{labels_dir}: clip too short to train on: no two consecutive training frames both show a person"
         )
-    log.info("training data: %d frames (%d train, %d held out), %d training pairs",
-             n, n_train, n - n_train, len(pairs))
+    log.info("training data: %d frames (%d train, %d held out), %d training pairs%s",
+             n, n_train, n - n_train, len(pairs), f" (gaps 1 to {max_gap} frames)" if max_gap > 1 else "")
 
     def stack(arrs: list[np.ndarray]) -> torch.Tensor:
         return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()
 
     return TrainingData(frames=frames, labels=stack(labels), images=stack(images), n_train=n_train,
-                        pairs=pairs, fingerprint=digest.hexdigest())
+                        pairs=pairs, fingerprint=digest.hexdigest(), gaps=gap_of if max_gap > 1 else None)
 
 
 def batch_indices(step: int, global_batch: int, n_pairs: int, seed: int) -> np.ndarray:
@@ -134,9 +147,11 @@ class PairBatches(IterableDataset):
 
     def batch(self, step: int) -> Batch:
         idx = batch_indices(step, self.batch_size * self.world_size, len(self.data.pairs), self.seed)
-        rows = torch.from_numpy(self.data.pairs[idx[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]])
+        mine = idx[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
         d = self.data
-        return d.labels[rows], d.labels[rows + 1], d.images[rows], d.images[rows + 1]
+        rows = torch.from_numpy(d.pairs[mine])
+        nxt = rows + (1 if d.gaps is None else torch.from_numpy(d.gaps[mine]))
+        return d.labels[rows], d.labels[nxt], d.images[rows], d.images[nxt]
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()

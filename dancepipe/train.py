@@ -83,6 +83,7 @@ class TrainConfig(StageConfig):
         100.0, ge=0, description="half-life in steps of the generator's weight average (0: save the last weights)",
     )
     holdout_fraction: float = Field(0.1, ge=0, lt=1)
+    pair_gap_max: int = Field(4, ge=1, le=16, description="training pairs are frames t and t+g, g in 1..this")
     ngf: int = Field(32, ge=1, le=256)
     n_downsample: int = Field(2, ge=1, le=6)
     n_blocks: int = Field(6, ge=0, le=32)
@@ -356,7 +357,8 @@ def sample_grid(g: nn.Module, data: TrainingData, device: torch.device, bf16: bo
     held-out frame when there is one (shown, never trained on). Each generated frame
     is conditioned on G's output for the frame before it, as in rendering.
     """
-    rows = [int(data.pairs[0]), int(data.pairs[len(data.pairs) // 2])]
+    ones = data.pairs if data.gaps is None else data.pairs[data.gaps == 1]  # the same rows whatever the gaps
+    rows = [int(ones[0]), int(ones[len(ones) // 2])]
     if data.n_train < len(data.frames):
         rows.append(data.n_train - 1)
     lines = []
@@ -415,7 +417,7 @@ def run_training(
     device = du.device_for(ctx, resolve_device(cfg.device, "train.device"))
     switches = resolve_switches(cfg, device)
     configure_backends(device)
-    data = load_training_data(frames_dir, labels_dir, cfg.holdout_fraction)
+    data = load_training_data(frames_dir, labels_dir, cfg.holdout_fraction, cfg.pair_gap_max)
     h, w = data.size
     m = cfg.generator_arch().multiple
     if h % m or w % m:

@@ -107,6 +107,41 @@ def test_split_keeps_the_tail_out_and_skips_frames_without_a_person(tmp_path) ->
     assert data.labels.dtype == torch.uint8 and data.images.shape == (20, 3, 32, 48)
 
 
+def test_pairs_with_gaps_skip_person_less_ends_and_missing_frames(tmp_path) -> None:
+    person = [True] * 20
+    person[5] = False
+    frames, labels = write_clip(tmp_path, n=20, person=person)
+    data = load_training_data(frames, labels, holdout_fraction=0.25, max_gap=3)
+    got = sorted(zip(data.pairs.tolist(), (data.pairs + data.gaps).tolist(), strict=True))
+    # worked by hand: every (i, i+g) with i+g < 15 whose ends both show a person; the
+    # person-less frame 5 may lie between the ends, as in (4, 6)
+    want = sorted((i, i + g) for g in (1, 2, 3) for i in range(15 - g) if 5 not in (i, i + g))
+    assert got == want and len(want) == 12 + 11 + 10 and (4, 6) in got
+    assert load_training_data(frames, labels, holdout_fraction=0.25).gaps is None
+    # a frame missing from the clip breaks every pair across it
+    (frames / "000008.jpg").unlink()
+    fdf = pd.read_parquet(frames / "index.parquet")
+    fdf[fdf["frame"] != 8].to_parquet(frames / "index.parquet", index=False)
+    ldf = pd.read_parquet(labels / "index.parquet")
+    ldf[ldf["frame"] != 8].to_parquet(labels / "index.parquet", index=False)
+    data = load_training_data(frames, labels, holdout_fraction=0.25, max_gap=3)
+    ends = [(data.frames[i], data.frames[i + g]) for i, g in zip(data.pairs, data.gaps, strict=True)]
+    assert not [e for e in ends if e[0] < 8 < e[1]] and (9, 12) in ends
+
+
+def test_batches_serve_each_pair_with_its_gap(tmp_path) -> None:
+    from dancepipe.dataset import PairBatches
+
+    data = load_training_data(*write_clip(tmp_path, n=12), holdout_fraction=0.0, max_gap=4)
+    for step in range(6):
+        idx = batch_indices(step, 3, len(data.pairs), seed=0)
+        label_t, label_t1, img_t, img_t1 = PairBatches(data, 0, 6, batch_size=3, seed=0).batch(step)
+        first, second = data.pairs[idx], data.pairs[idx] + data.gaps[idx]
+        assert torch.equal(label_t, data.labels[first]) and torch.equal(img_t1, data.images[second])
+        assert torch.equal(label_t1, data.labels[second]) and torch.equal(img_t, data.images[first])
+    assert sorted(set(data.gaps.tolist())) == [1, 2, 3, 4]
+
+
 def test_too_short_clip_is_a_clear_error(tmp_path) -> None:
     frames, labels = write_clip(tmp_path, n=4)
     with pytest.raises(DancepipeError, match="clip too short to train on"):
