@@ -57,10 +57,11 @@ def test_boxes_stay_inside_and_keep_their_size(width, height, fraction, u, v, no
     assert int(box.face_size) == size
     assert 0 <= box.face_x0 and box.face_x0 + box.face_size <= width
     assert 0 <= box.face_y0 and box.face_y0 + box.face_size <= height
-    # away from the borders the box is centred on the face point
+    # away from the borders the box is centred on the face point, to the pixel; the
+    # keypoints are float32, so a centre at x.5 may round either way (1e-4 covers that)
     if size / 2 + 1 <= cx <= width - size / 2 - 1 and size / 2 + 1 <= cy <= height - size / 2 - 1:
-        assert abs(box.face_x0 + size / 2 - cx) <= 0.5 + 1e-6
-        assert abs(box.face_y0 + size / 2 - cy) <= 0.5 + 1e-6
+        assert abs(box.face_x0 + size / 2 - cx) <= 0.5 + 1e-4
+        assert abs(box.face_y0 + size / 2 - cy) <= 0.5 + 1e-4
 
 
 def test_box_in_a_corner_is_shifted_not_shrunk():
