@@ -6,7 +6,9 @@ Both loops train the same architecture with the same losses on the same batches:
   through :func:`dancepipe.dataset.make_loader`, with the speed switches resolved for the
   device exactly as the train stage does (``auto``: bf16 autocast, channels_last, pinned
   memory and loader workers on CUDA; nothing extra on CPU). It also freezes D during the
-  generator pass and scores real and fake pairs in one batched D call.
+  generator pass, where the real pair's D features and perceptual features are computed
+  without a graph (they are constants of the generator loss), and scores real and fake
+  pairs in one batched D call in the discriminator update.
 * **reference** — the textbook pix2pixHD step written plainly: fp32, contiguous tensors,
   batches gathered synchronously (no prefetch), separate D calls for real and fake, the
   generator loss back-propagated into D as well (its gradients then zeroed), no TF32.

@@ -11,7 +11,8 @@ One step, on a batch of consecutive frame pairs (t, t+1):
    Frame t is not detached, so the temporal term also trains the first frame
    (the official implementation does the same).
 2. G update: adversarial loss of D on the generated pair + discriminator feature
-   matching + perceptual loss + L1, D frozen for this pass.
+   matching + perceptual loss + L1, D frozen for this pass. The real pair's D features
+   and perceptual features are constants of this loss, computed without a graph.
 3. D update: real pair (label_t, label_t+1, image_t, image_t+1) against the detached
    generated pair.
 4. With ``ema_halflife`` > 0, G's new weights are folded into their running average,
@@ -73,7 +74,7 @@ class TrainConfig(StageConfig):
     """The ``train:`` section of params.yaml."""
 
     seed: int = Field(0, ge=0)
-    steps: int = Field(1800, ge=1, description="generator updates, each on a batch of frame pairs")
+    steps: int = Field(1100, ge=1, description="generator updates, each on a batch of frame pairs")
     batch_size: int = Field(2, ge=1, description="frame pairs per device per step")
     lr: float = Field(4e-4, gt=0, le=1)
     beta1: float = Field(0.5, ge=0, lt=1)
@@ -280,9 +281,9 @@ class Trainer:
         with self.autocast():
             fake_t, fake_t1 = self.pair_g(label_t, label_t1)
             fake = self.d_input(label_t, label_t1, fake_t, fake_t1)
-            outs = self.d_plain(torch.cat([fake, real], dim=0))
-            d_fake = [[f[:b] for f in scale] for scale in outs]
-            d_real = [[f[b:] for f in scale] for scale in outs]
+            d_fake = self.d_plain(fake)
+            with torch.no_grad():  # constants for feature matching: no backward through the real half
+                d_real = self.d_plain(real)
             loss_adv = self.gan.g_loss(d_fake)
             loss_fm = feature_matching(d_fake, d_real) if cfg.lambda_feat else loss_adv.new_zeros(())
             loss_l1 = (nn.functional.l1_loss(fake_t.float(), real_t) + nn.functional.l1_loss(fake_t1.float(), real_t1))

@@ -74,6 +74,38 @@ def test_feature_matching_is_zero_on_identical_features_and_only_trains_fake() -
     assert fake[0][-1].grad is None
 
 
+class _Halves(torch.nn.Module):
+    """A tiny frozen 'feature net': a fixed 3x3 conv, then 2x average pooling (two maps)."""
+
+    layer_weights = [1.0, 0.5]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        torch.nn.init.constant_(self.conv.weight, 0.1)
+        torch.nn.init.zeros_(self.conv.bias)
+        self.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        a = self.conv(x)
+        return [a, torch.nn.functional.avg_pool2d(a, 2)]
+
+
+def test_perceptual_loss_is_weighted_l1_of_features_and_only_trains_fake() -> None:
+    net = _Halves()
+    fake = torch.zeros(2, 3, 8, 8, requires_grad=True)
+    real = torch.full((2, 3, 8, 8), 0.5, requires_grad=True)
+    loss = PerceptualLoss(net)(fake, real)
+    # away from the border a pixel's 3x3x3 window sums to 27 * 0.5 * 0.1 = 1.35; on the border fewer taps
+    a = net.conv(real.detach())
+    expected = 1.0 * a.abs().mean() + 0.5 * torch.nn.functional.avg_pool2d(a, 2).abs().mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert a[0, 0, 4, 4].item() == pytest.approx(1.35, rel=1e-6)
+    loss.backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+    assert real.grad is None  # the real features are constants: no backward through the real half
+
+
 def test_unknown_feature_net_lists_the_choices() -> None:
     with pytest.raises(DancepipeError, match="train.feature_net.*vgg19, pose_backbone, none"):
         build_feature_net("resnet")
