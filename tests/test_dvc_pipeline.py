@@ -228,6 +228,7 @@ PARAM_CASES = {
     ),
     "render param": ({"render.crf": 30}, {"report", *(f"{st}@{p}" for st in ("render", "evaluate_transfer")
                                                        for p in PAIRS)}),
+    "held-out only evaluate param": ({"evaluate.face": False}, {f"evaluate@{T}", "report"}),
     "one dancer's choice": (  # the jumper's entry now follows the woman in front: another dance
         {"subjects.jumper.person": "auto"},
         {"subject@jumper", "report", *(f"{st}@{T}-jumper" for st in ("normfit", "labels_transfer", "render",
