@@ -48,7 +48,7 @@ from dancepipe.normalize import (
     load_target_facing,
     load_target_head,
 )
-from dancepipe.retarget import bone_ratios, check_target_bones, retarget
+from dancepipe.retarget import bone_caps, bone_ratios, check_target_bones, retarget
 from dancepipe.skeleton import DrawStyle, draw_skeleton, visible_mask
 from dancepipe.smoothing import SMOOTHERS, interpolate_gaps, smooth
 from dancepipe.transform import CropTransform, load_frames_dir
@@ -222,7 +222,7 @@ def transfer_keypoints(
     if target_bones is None:
         raise DancepipeError("labels.transfer.retarget = bones needs the target's bone lengths (normfit stats)")
     ratios = bone_ratios(target_bones, mapped)
-    return retarget(mapped, ratios), ratios, mirrored, headed
+    return retarget(mapped, ratios, bone_caps(target_bones)), ratios, mirrored, headed
 
 
 # --------------------------------------------------------------------------- drawing

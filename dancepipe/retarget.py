@@ -19,6 +19,14 @@ a visible joint whose parent is visible is placed at ``parent' + ratio * (joint 
 (its direction, and so every joint angle, is kept); a visible joint whose parent is
 missing moves with its nearest placed ancestor. Missing joints stay missing.
 
+A 2D bone is a projection: it is never longer than the bone itself. A ratio applied to a
+source bone that the source shows unusually long (a side-on walker turning her shoulders
+towards the camera, times the shoulder ratio of 3.4 that her narrow side-on shoulders need)
+would still draw a bone the target never shows and the generator never learnt. So each
+retargeted bone is also capped at the target's own long end, the :data:`CAP_PERCENTILE`-th
+percentile of its 2D lengths (``cap`` in :func:`bone_stats`): the bone as long as the target
+ever shows it, robust to a few wrong detections.
+
 The root stays where normalisation put it, so the hip trajectory keeps the source's
 shape. Shorter or longer legs would then lift the feet off the target's floor or push
 them through it, so the whole sequence is finally moved by one vertical offset (the
@@ -70,6 +78,8 @@ BONES: tuple[str, ...] = tuple(dict.fromkeys(bone for _, bone in TREE.values()))
 # a bone is not retargeted, the source keeps its own length for it; the body bones are needed.
 OPTIONAL_BONES: tuple[str, ...] = ("eye", "ear")
 ANKLES = (KP["left_ankle"], KP["right_ankle"])
+# A retargeted bone is never longer than this percentile of the target's own 2D lengths.
+CAP_PERCENTILE = 99.0
 
 
 def _bone_joints(bone: str) -> str:
@@ -105,12 +115,17 @@ def bone_samples(kps: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def bone_stats(kps: np.ndarray) -> dict[str, dict[str, Any]]:
-    """Per bone: ``median`` length (sides pooled; None if never seen), ``frames`` that show it, ``joints``."""
+    """Per bone: ``median`` and ``cap`` length (sides pooled; None if never seen), ``frames`` that show it, ``joints``.
+
+    ``cap`` is the :data:`CAP_PERCENTILE`-th percentile of the lengths: the longest the
+    subject shows that bone, short of a few wrong detections.
+    """
     stats: dict[str, dict[str, Any]] = {}
     for bone, lengths in bone_samples(kps).items():
         seen = np.isfinite(lengths)
         stats[bone] = {
             "median": float(np.median(lengths[seen])) if seen.any() else None,
+            "cap": float(np.percentile(lengths[seen], CAP_PERCENTILE)) if seen.any() else None,
             "frames": int(seen.any(axis=1).sum()),
             "joints": _bone_joints(bone),
         }
@@ -160,12 +175,24 @@ def bone_ratios(target: dict[str, dict[str, Any]], source_kps: np.ndarray) -> di
     return ratios
 
 
-def retarget(kps: np.ndarray, ratios: dict[str, float]) -> np.ndarray:
+def bone_caps(target: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """The target's ``cap`` length per bone (None: no cap), as :func:`retarget` takes them.
+
+    A bone left at the source's length (no target ``median``, see :func:`check_target_bones`)
+    is not capped either: the target's few sightings of it say little about its length.
+    """
+    return {bone: (target[bone].get("cap") if target[bone].get("median") is not None else None) for bone in BONES}
+
+
+def retarget(kps: np.ndarray, ratios: dict[str, float], caps: dict[str, float | None] | None = None) -> np.ndarray:
     """Scale each bone of (N, 17, 3) keypoints by ``ratios[bone]``, walking out from the mid-hip.
 
-    Confidences and missing joints pass through unchanged; see the module docstring for
-    the rule at a missing parent and for the one vertical offset applied at the end.
+    With ``caps``, no scaled bone is longer than ``caps[bone]`` (target pixels; None or a
+    missing key: no cap). Confidences and missing joints pass through unchanged; see the
+    module docstring for the rule at a missing parent and for the one vertical offset
+    applied at the end.
     """
+    caps = caps or {}
     kps = np.asarray(kps, dtype=np.float64)
     old = extended_xy(kps)
     new = np.full_like(old, np.nan)
@@ -174,7 +201,14 @@ def retarget(kps: np.ndarray, ratios: dict[str, float]) -> np.ndarray:
     for child, (parent, bone) in TREE.items():
         vis_c = np.isfinite(old[:, child, 0])
         vis_p = np.isfinite(new[:, parent, 0])
-        chained = new[:, parent] + ratios[bone] * (old[:, child] - old[:, parent])
+        bone_vec = old[:, child] - old[:, parent]
+        scale = np.full(len(old), ratios[bone])
+        cap = caps.get(bone)
+        if cap is not None:
+            length = np.linalg.norm(bone_vec, axis=-1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                scale = np.where(ratios[bone] * length > cap, cap / length, scale)
+        chained = new[:, parent] + scale[:, None] * bone_vec
         carried = old[:, child] + disp[:, parent]
         new[:, child] = np.where((vis_c & vis_p)[:, None], chained, np.where(vis_c[:, None], carried, np.nan))
         disp[:, child] = np.where(vis_c[:, None], new[:, child] - old[:, child], disp[:, parent])

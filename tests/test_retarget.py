@@ -20,7 +20,7 @@ from dancepipe.normalize import (
     load_mapping,
     run_normfit,
 )
-from dancepipe.retarget import BONES, TREE, bone_stats, retarget
+from dancepipe.retarget import BONES, CAP_PERCENTILE, TREE, bone_caps, bone_stats, retarget
 from dancepipe.smoothing import interpolate_gaps, smooth
 from tests.fixtures.labels import write_frames_dir, write_pose_table
 
@@ -160,6 +160,64 @@ def test_every_bone_is_scaled_by_its_ratio_and_keeps_its_angle():
     np.testing.assert_allclose(shift[:, 0], 0, atol=1e-9)
     np.testing.assert_allclose(shift[:, 1], shift[0, 1], atol=1e-9)
     assert np.median(out[:, [15, 16], 1] - kps[:, [15, 16], 1]) == pytest.approx(0, abs=1e-9)
+
+
+def test_a_bone_longer_than_its_cap_is_shortened_to_it_along_its_direction():
+    """A capped bone keeps its angle; bones under their cap (and uncapped bones) are only scaled."""
+    kps = articulated(30, LENGTHS, seed=4)
+    before = _ext(kps)
+    shoulder = np.linalg.norm(before[:, KP["left_shoulder"]] - before[:, 18], axis=1)
+    cap = float(np.median(shoulder)) * RATIOS["shoulder"]  # about half the frames go over it
+    caps = {"shoulder": cap, "shin": 1e6, "thigh": None}
+    after = _ext(retarget(kps, RATIOS, caps))
+    for side in ("left_shoulder", "right_shoulder"):
+        v0, v1 = before[:, KP[side]] - before[:, 18], after[:, KP[side]] - after[:, 18]
+        want = np.minimum(RATIOS["shoulder"] * np.linalg.norm(v0, axis=1), cap)
+        np.testing.assert_allclose(np.linalg.norm(v1, axis=1), want, rtol=1e-9)
+        np.testing.assert_allclose(np.arctan2(v1[:, 1], v1[:, 0]), np.arctan2(v0[:, 1], v0[:, 0]), atol=1e-9)
+    assert (RATIOS["shoulder"] * shoulder > cap * 1.01).sum() >= 5  # the cap did bite in several frames
+    uncapped = _ext(retarget(kps, RATIOS))
+    for child, (parent, bone) in TREE.items():
+        if bone == "shoulder":
+            continue
+        np.testing.assert_allclose(np.linalg.norm(after[:, child] - after[:, parent], axis=1),
+                                   np.linalg.norm(uncapped[:, child] - uncapped[:, parent], axis=1), rtol=1e-9,
+                                   err_msg=bone)
+
+
+def test_the_cap_is_the_targets_long_end_of_each_bone():
+    """bone_stats' cap is the CAP_PERCENTILE-th percentile of the pooled lengths; an unused bone gets none."""
+    kps = articulated(200, LENGTHS, seed=1)
+    thigh = np.r_[_lengths(kps, "left_hip", "left_knee"), _lengths(kps, "right_hip", "right_knee")]
+    stats = bone_stats(kps)
+    assert 99 >= CAP_PERCENTILE >= 90
+    rank = np.sort(thigh)
+    assert stats["thigh"]["cap"] == pytest.approx(np.quantile(thigh, CAP_PERCENTILE / 100), rel=1e-9)
+    assert rank[len(rank) // 2] < stats["thigh"]["cap"] <= rank[-1]
+    stats["ear"]["median"] = None  # as check_target_bones leaves a bone the target seldom shows
+    caps = bone_caps(stats)
+    assert caps["ear"] is None and caps["thigh"] == stats["thigh"]["cap"]
+
+
+def test_a_side_on_source_is_never_drawn_wider_than_the_target(tmp_path):
+    """A target facing the camera and a side-on source that sometimes turns: its shoulders and hips,
+    widened by their large ratios, stay within the target's own widths."""
+    target = articulated(60, LENGTHS)
+    narrow = {**LENGTHS, "hip": 0.02, "shoulder": 0.03}
+    source = articulated(60, narrow, size=300.0, seed=3)
+    turn = np.arange(60) % 10 == 0  # every tenth frame she turns to the camera: full widths
+    source[turn] = articulated(60, LENGTHS, size=300.0, seed=3)[turn]
+    paths = _pair(tmp_path, target, source)
+    _, src = _load_poses(paths["source"])
+    bones = json.loads(paths["norm"].read_text())["bones"]["target"]
+    got, ratios, _, _ = transfer_keypoints(src, load_mapping(paths["norm"]),
+                                           TransferLabelsConfig(smoothing="none", retarget="bones"), bones)
+    assert ratios["shoulder"] > 2.5 and ratios["hip"] > 2.5
+    longest_target = max(_lengths(target, "left_hip", "right_hip").max(), 1e-9)
+    width = _lengths(got, "left_hip", "right_hip")
+    assert width[turn].max() <= 2 * bones["hip"]["cap"] * (1 + 1e-9)  # each side capped: at most twice the cap
+    assert width[turn].max() <= longest_target * 1.05
+    assert _lengths(got, "left_shoulder", "right_shoulder")[turn].max() <= 2 * bones["shoulder"]["cap"] * (1 + 1e-9)
 
 
 def test_unit_ratios_change_nothing():
