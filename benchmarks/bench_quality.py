@@ -17,6 +17,10 @@ Bars (issue 10):
   <= 0.06 of the body height; no frame generated from an empty label;
 * ``make demo`` <= 15 min.
 
+Beside the bars it prints, per dance, how many of its generated frames ask for a pose the
+target's footage covers and the pose distance on those and on the rest
+(:class:`dancepipe.baseline.Repertoire`): the part of the error that is extrapolation.
+
 Run: ``python -m benchmarks.bench_quality [--metrics metrics]``. Exit status 1 when a
 bar is missed, so a script can tell; the figures are the point.
 """
@@ -72,6 +76,20 @@ def bars(held: dict[str, Any], transfers: dict[str, dict[str, Any]], demo_second
     return out
 
 
+def coverage_line(source: str, t: dict[str, Any]) -> str:
+    """How much of a dance the target's footage covers, and the pose distance on either side (not a bar)."""
+    if t.get("covered_frames") is None:
+        return f"  {source}: coverage not measured (rerun evaluate_transfer)"
+    generated = int(t.get("frames", 0)) - int(t.get("substituted_frames", 0))
+
+    def f(key: str) -> str:
+        v = _num(t, key)
+        return "n/a" if v is None else f"{v:.3f}"
+
+    return (f"  {source:14s} {t['covered_frames']} of {generated} generated frames ask for a pose the target covers: "
+            f"pose distance {f('pose_distance_covered')} on them, {f('pose_distance_uncovered')} on the rest")
+
+
 def main(argv: list[str] | None = None) -> int:
     from dancepipe.catalog import load_catalog
 
@@ -96,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             if g is not None and b is not None:
                 print(f"  {key:14s} generator {g:8.4f}   baseline {b:8.4f}   margin {g - b:+.4f}")
         transfers = {s: _load(root / target / s / "transfer.json") for s in catalog.sources}
+        for s, t in transfers.items():
+            print(coverage_line(s, t))
         rows += bars(held, transfers, demo_seconds if i == len(catalog.targets) - 1 else None, target)
     print()
     width = max(len(r[0]) for r in rows)

@@ -42,7 +42,10 @@ doing this motion; this measures flicker that a smooth motion field cannot expla
 it is a lower bound). Bookkeeping: ``person_less_frames`` (source labels without a
 person), ``substituted_frames`` (held or blank video frames), ``trimmed_frames``
 (dropped from the ends) and ``empty_label_frames_generated`` (video frames generated
-from a label without a person: 0 by construction, counted from the plan).
+from a label without a person: 0 by construction, counted from the plan). Coverage
+(:class:`dancepipe.baseline.Repertoire`): each label's distance to the nearest training
+pose of the target, ``covered_frames`` within the threshold its own held-out poses set,
+and ``pose_distance_covered`` / ``pose_distance_uncovered`` on either side.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ from pydantic import Field, field_validator
 
 from dancepipe import metrics as M
 from dancepipe.atomic import atomic_path
-from dancepipe.baseline import nearest_poses
+from dancepipe.baseline import COVERAGE_PERCENTILE, Repertoire, build_repertoire, nearest_poses
 from dancepipe.config import StageConfig
 from dancepipe.devices import check_device, resolve_device
 from dancepipe.errors import DancepipeError
@@ -98,7 +101,8 @@ BASELINE_PREFIX = "baseline_"
 
 EVAL_COLUMNS = ("frame", *SCORE_COLUMNS, "warp_error_real", "baseline_frame", "baseline_match_distance",
                 *(BASELINE_PREFIX + c for c in SCORE_COLUMNS))
-TRANSFER_COLUMNS = ("frame", "label_person", "generated", "pose_distance", "person_found", "warp_error")
+TRANSFER_COLUMNS = ("frame", "label_person", "generated", "pose_distance", "person_found", "warp_error",
+                    "nearest_training_pose", "covered")
 
 
 class EvaluateConfig(StageConfig):
@@ -398,9 +402,15 @@ def evaluate_transfer(
     video: str | Path,
     empty_rule: str = "trim",
     side_by_side: str | Path | None = None,
+    repertoire: Repertoire | None = None,
     progress: ProgressFn | None = None,
 ) -> Evaluation:
     """Pose distance, detection rate and flicker of the rendered transfer video.
+
+    With the target's ``repertoire`` (:func:`load_repertoire`) each label's distance to
+    the nearest training pose is recorded, and the pose distance is also given apart for
+    the generated frames whose pose the target's footage covers and for the rest (the
+    generator extrapolating); without it those figures are null.
 
     The sample frames are label | generated, or, with ``side_by_side`` (render's
     source | stick figure | generated video), that video's frames at the same positions.
@@ -419,6 +429,7 @@ def evaluate_transfer(
     plan = plan_for(labels, empty_rule, labels_dir)  # the plan render followed
     person = labels["person_found"].to_numpy(dtype=bool)
     kps = columns_to_keypoints(labels)
+    nearest = repertoire.distances(kps) if repertoire is not None else np.full(len(kps), np.nan)
     generated_at = np.flatnonzero(plan.generated)
     sample_at = {int(generated_at[p]) for p in _sample_positions(len(generated_at), cfg.sample_frames)}
     rows: list[dict[str, Any]] = []
@@ -435,7 +446,9 @@ def evaluate_transfer(
         r, generated = int(plan.rows[j]), bool(plan.generated[j])
         image = np.ascontiguousarray(fr.image[:h, :w])  # drop the encoder's even-size padding, if any
         row: dict[str, Any] = {"frame": int(labels["frame"].iloc[r]), "label_person": int(person[r]),
-                               "generated": int(generated)}
+                               "generated": int(generated), "nearest_training_pose": float(nearest[r])}
+        if repertoire is not None and generated and np.isfinite(nearest[r]):
+            row["covered"] = int(nearest[r] <= repertoire.threshold)
         both = generated and prev_generated and prev is not None
         row["warp_error"] = M.temporal_error(prev, image, (prev, image)) if both else math.nan
         rows.append(row)
@@ -457,6 +470,7 @@ def evaluate_transfer(
         samples = _side_by_side_samples(side_by_side, samples, sample_at, plan.frames)
     df = pd.DataFrame(rows, columns=list(TRANSFER_COLUMNS))
     df["person_found"] = df["person_found"].astype("Int64")
+    df["covered"] = df["covered"].astype("Int64")
     label_person = df["label_person"].to_numpy(dtype=bool)
     generated = df["generated"].to_numpy(dtype=bool)
     detected = (df["person_found"].fillna(0).to_numpy(dtype=int) == 1) & label_person
@@ -471,11 +485,59 @@ def evaluate_transfer(
         "substituted_frames": plan.substituted,
         "trimmed_frames": plan.trimmed,
         "empty_label_frames_generated": int((generated & ~label_person).sum()),
+        **_coverage_summary(df, repertoire),
     }
     notes = [f"render.empty = {empty_rule}: {plan.empty} of {plan.total} source labels show no person and were not "
              f"generated ({plan.substituted} held or blank video frames, {plan.trimmed} trimmed from the ends); "
              "detection and pose distance are measured on the generated frames only."]
+    if repertoire is not None:
+        notes.append(
+            f"Coverage: {summary['covered_frames']} of {int(generated.sum())} generated frames ask for a pose within "
+            f"{repertoire.threshold:.3f} of a training pose (hip-centred mean joint distance / body height; "
+            f"{COVERAGE_PERCENTILE:g} % of the target's own held-out poses are that close). Pose distance on them: "
+            f"{_fmt_or_na(summary['pose_distance_covered'])}; on the others: "
+            f"{_fmt_or_na(summary['pose_distance_uncovered'])}.")
     return Evaluation(summary, df, samples, notes)
+
+
+def _fmt_or_na(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _coverage_summary(df: pd.DataFrame, repertoire: Repertoire | None) -> dict[str, Any]:
+    """``coverage_threshold``, ``covered_frames`` and the pose distance on covered and uncovered frames."""
+    if repertoire is None:
+        return dict.fromkeys(("coverage_threshold", "covered_frames", "pose_distance_covered",
+                              "pose_distance_uncovered"))
+    covered = df["covered"]
+    return {
+        "coverage_threshold": repertoire.threshold,
+        "covered_frames": int((covered == 1).sum()),
+        "pose_distance_covered": M.nanmean(df.loc[(covered == 1).fillna(False), "pose_distance"]),
+        "pose_distance_uncovered": M.nanmean(df.loc[(covered == 0).fillna(False), "pose_distance"]),
+    }
+
+
+def load_repertoire(labels_dir: str | Path, generator_path: str | Path) -> Repertoire | None:
+    """The target's :class:`~dancepipe.baseline.Repertoire`: its training labels' poses, split as the generator was.
+
+    None, with a warning, when no held-out frame shows a person to calibrate it on.
+    """
+    from dancepipe.checkpoint import GENERATOR_FORMAT, read_file
+
+    split = read_file(generator_path, GENERATOR_FORMAT).get("split")
+    if not isinstance(split, dict) or "train_frames" not in split or "holdout_frames" not in split:
+        raise DancepipeError(f"{generator_path}: generator file lacks the training split (retrain the generator)")
+    labels = read_index(labels_dir, "labels", check_files=False).set_index("frame", drop=False)
+    held = sorted(set(split["holdout_frames"]))
+    train = sorted(set(split["train_frames"]) - set(held))
+    for what, fs in (("held-out", held), ("training", train)):
+        _rows_for(labels, fs, what, str(labels_dir))
+    repertoire = build_repertoire(columns_to_keypoints(labels.loc[train]), columns_to_keypoints(labels.loc[held]))
+    if repertoire is None:
+        log.warning("%s: none of the %d held-out frames shows a person to compare with the training poses, so the "
+                    "coverage of the dance is not measured (its figures are null)", labels_dir, len(held))
+    return repertoire
 
 
 def _side_by_side_samples(
@@ -580,6 +642,8 @@ def run_transfer(
     report_path: str | Path,
     side_by_side: str | Path | None = None,
     empty_rule: str = "trim",
+    target_labels: str | Path | None = None,
+    generator_path: str | Path | None = None,
     title: str = "dancepipe transfer",
     progress: ProgressFn | None = None,
     pose_model: Any | None = None,
@@ -587,7 +651,8 @@ def run_transfer(
     """The transfer evaluation of one (target, source) pair: transfer.json, per-frame CSV and its page.
 
     ``empty_rule`` is the ``render.empty`` rule the video was rendered with (see
-    :func:`evaluate_transfer`).
+    :func:`evaluate_transfer`). With the target's training labels and its generator
+    file (for the split), the dance's coverage by the target's footage is measured too.
     """
     from dancepipe.report import write_report
 
@@ -596,8 +661,12 @@ def run_transfer(
         raise DancepipeError(f"render.empty = {empty_rule!r}: choose one of {', '.join(EMPTY_RULES)}")
     if not Path(video).is_file():
         raise DancepipeError(f"{video}: transfer video does not exist (run the render stage first)")
+    if (target_labels is None) != (generator_path is None):
+        raise DancepipeError("the coverage of a dance needs both the target's training labels and its generator file")
+    repertoire = load_repertoire(target_labels, generator_path) if target_labels is not None else None
     trans = evaluate_transfer(_pose_model(cfg, device, pose_model), cfg, labels_dir=labels_dir, video=video,
-                              empty_rule=empty_rule, side_by_side=side_by_side, progress=progress)
+                              empty_rule=empty_rule, side_by_side=side_by_side, repertoire=repertoire,
+                              progress=progress)
     outputs = _write_metrics(Path(metrics_dir), trans, TRANSFER_JSON, TRANSFER_CSV) + [str(report_path)]
     write_report(report_path, transfer=trans, title=title, notes=[f"video: {video}", f"pose model: {cfg.pose_model}"])
     return EvaluateResult(trans, "", outputs)

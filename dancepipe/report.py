@@ -319,7 +319,8 @@ HOLDOUT_COLUMNS = (("ssim_box", "box SSIM"), ("baseline_ssim_box", "baseline"), 
                    ("baseline_ssim_face", "baseline"), ("pose_distance", "pose distance"),
                    ("warp_error", "warp error"), ("warp_error_real", "real"))
 TRANSFER_COLUMNS = (("frames", "frames"), ("pose_distance", "pose distance"), ("detection_rate", "detected"),
-                    ("warp_error", "warp error"), ("substituted_frames", "held/blank"))
+                    ("warp_error", "warp error"), ("substituted_frames", "held/blank"),
+                    ("covered_frames", "covered frames"), ("pose_distance_covered", "pose distance, covered"))
 
 
 def index_html(targets: Sequence[tuple[str, dict[str, Any] | None, str]],

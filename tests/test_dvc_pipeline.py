@@ -72,6 +72,8 @@ def expected_edges(catalog: dict[str, Any]) -> set[tuple[str, str]]:
                       (f"train@{t}", f"render@{p}"), (f"train_face@{t}", f"render@{p}"),
                       (f"labels_transfer@{p}", f"render@{p}"), (f"subject@{s}", f"render@{p}"),
                       (f"labels_transfer@{p}", f"evaluate_transfer@{p}"), (f"render@{p}", f"evaluate_transfer@{p}"),
+                      # the target's training labels and generator split give the dance's coverage
+                      (f"labels_train@{t}", f"evaluate_transfer@{p}"), (f"train@{t}", f"evaluate_transfer@{p}"),
                       (f"evaluate_transfer@{p}", "report")}
     return edges
 

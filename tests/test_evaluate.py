@@ -39,12 +39,14 @@ RANGES = {
     "detection_rate": (0, 1), "warp_error_real": (0, 1), "frames": (1, 10**6), "face_frames": (0, 10**6),
     "baseline_frames": (0, 10**6), "baseline_match_distance": (0, 10), "person_frames": (1, 10**6),
     "person_less_frames": (0, 10**6), "substituted_frames": (0, 10**6), "trimmed_frames": (0, 10**6),
-    "empty_label_frames_generated": (0, 0),
+    "empty_label_frames_generated": (0, 0), "coverage_threshold": (0, 10), "covered_frames": (0, 10**6),
+    "pose_distance_covered": (0, 10), "pose_distance_uncovered": (0, 10),
 }
 EVAL_KEYS = {"frames", "face_frames", "warp_error_real", "baseline_frames", "baseline_match_distance",
              *SCORE_RANGES, *(f"baseline_{k}" for k in SCORE_RANGES)}
 TRANSFER_KEYS = {"frames", "pose_distance", "detection_rate", "warp_error", "person_frames", "person_less_frames",
-                 "substituted_frames", "trimmed_frames", "empty_label_frames_generated"}
+                 "substituted_frames", "trimmed_frames", "empty_label_frames_generated", "coverage_threshold",
+                 "covered_frames", "pose_distance_covered", "pose_distance_uncovered"}
 
 
 class LabelEcho(torch.nn.Module):
@@ -304,7 +306,8 @@ def _holdout_args(data, tmp_path: Path, labels: Path | None = None) -> list[str]
 
 def _transfer_args(data, tmp_path: Path, labels: Path | None = None, video: Path | None = None) -> list[str]:
     return ["--labels", str(labels or data["labels"]), "--video", str(video or data["video"]),
-            "--metrics-dir", str(tmp_path / "metrics"), "--report", str(tmp_path / "pair.html")]
+            "--metrics-dir", str(tmp_path / "metrics"), "--report", str(tmp_path / "pair.html"),
+            "--target-labels", str(data["labels"]), "--generator", str(data["generator"])]
 
 
 def test_stage_cli_writes_metrics_plots_and_report(data, tmp_path, pose_weights):
@@ -372,7 +375,8 @@ def test_figures_that_cannot_be_computed_are_written_as_null(data, tmp_path, pos
     null_eval = {"pose_distance", "baseline_pose_distance", "ssim_face", "psnr_face", "baseline_ssim_face",
                  "baseline_psnr_face"}
     assert {k for k, v in ev.items() if v is None} == null_eval
-    assert {k for k, v in tr.items() if v is None} == {"pose_distance"}
+    assert {k for k, v in tr.items() if v is None} == {"pose_distance", "pose_distance_covered",
+                                                       "pose_distance_uncovered"}
     for d in (ev, tr):
         assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in d.values() if v is not None)
     assert ev["no_person_rate"] == 1.0 and ev["baseline_no_person_rate"] == 1.0 and ev["face_frames"] == 0
@@ -393,6 +397,78 @@ def test_stage_cli_rejects_a_video_that_does_not_match_the_labels(data, tmp_path
     assert res.exit_code == 1
     assert "short.mp4: has 3 frames but" in res.output and "rerun the render stage" in res.output
     assert not (tmp_path / "metrics").exists()
+
+
+def test_transfer_coverage_splits_the_pose_distance_by_the_targets_repertoire(data, pose_model):
+    """A repertoire holding exactly the poses of label rows 0-3 (threshold ~0): those rows are at distance 0
+    and covered, the swaying rows 4-7 are not; each pose distance is reported on its side of the split."""
+    from dancepipe.baseline import Repertoire
+    from dancepipe.keypoints import columns_to_keypoints, read_index
+
+    kps = columns_to_keypoints(read_index(data["labels"], "labels"))
+    ev = evaluate_transfer(pose_model, EvaluateConfig(imgsz=128), labels_dir=data["labels"], video=data["video"],
+                           repertoire=Repertoire(kps[:4], 1e-9))
+    df = ev.per_frame
+    assert df["covered"].tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
+    np.testing.assert_allclose(df["nearest_training_pose"][:4], 0, atol=1e-12)
+    assert (df["nearest_training_pose"][4:] > 1e-3).all()
+    t = ev.summary
+    assert t["covered_frames"] == 4 and t["coverage_threshold"] == 1e-9
+    assert any("Coverage: 4 of 8 generated frames" in n for n in ev.notes)
+    plain = evaluate_transfer(pose_model, EvaluateConfig(imgsz=128), labels_dir=data["labels"], video=data["video"])
+    assert plain.summary["covered_frames"] is None and plain.per_frame["covered"].isna().all()
+    assert plain.summary["pose_distance"] == t["pose_distance"]  # coverage never changes the main figure
+
+
+def test_coverage_figures_average_the_pose_distance_on_each_side_of_the_split():
+    """(The tiny test generator's frames show nobody, so the split's averages are checked on a table.)"""
+    from dancepipe.baseline import Repertoire
+    from dancepipe.evaluate import _coverage_summary
+
+    df = pd.DataFrame({"pose_distance": [0.1, 0.2, np.nan, 0.4, 0.3, np.nan],
+                       "covered": pd.array([1, 0, 1, 0, pd.NA, pd.NA], dtype="Int64")})
+    got = _coverage_summary(df, Repertoire(np.zeros((1, 17, 3)), 0.05))
+    assert got == {"coverage_threshold": 0.05, "covered_frames": 2, "pose_distance_covered": pytest.approx(0.1),
+                   "pose_distance_uncovered": pytest.approx(0.3)}
+    assert set(_coverage_summary(df, None).values()) == {None}
+
+
+def test_the_stage_reads_the_repertoire_from_the_targets_labels_and_generator_split(data, tmp_path, pose_weights):
+    """The generator's split says frames 0-3 trained, 4-7 held out: the threshold is the 95th percentile of the
+    held-out poses' distances to the training ones. One of the two options alone is an error."""
+    from dancepipe.baseline import nearest_poses
+    from dancepipe.keypoints import columns_to_keypoints, read_index
+    from stages.evaluate_transfer import main
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"evaluate": {"device": "cpu", "pose_model": str(pose_weights), "imgsz": 128,
+                                                   "face": False}}))
+    args = [*_transfer_args(data, tmp_path), "--params", str(params)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "coverage transfer:" in res.output
+    kps = columns_to_keypoints(read_index(data["labels"], "labels"))
+    held = nearest_poses(kps[HOLDOUT], kps[TRAIN]).distance
+    tr = json.loads((tmp_path / "metrics" / "transfer.json").read_text())
+    assert tr["coverage_threshold"] == pytest.approx(float(np.percentile(held, 95)), abs=2e-6)
+    per_frame = pd.read_csv(tmp_path / "metrics" / "transfer_per_frame.csv")
+    np.testing.assert_allclose(per_frame["nearest_training_pose"][HOLDOUT], held, atol=2e-6)
+    assert tr["covered_frames"] == int((per_frame["covered"] == 1).sum()) >= len(TRAIN)  # training poses: distance 0
+    res = CliRunner().invoke(main, [a for a in args if a != str(data["generator"]) and a != "--generator"])
+    assert res.exit_code == 1 and "needs both the target's training labels and its generator file" in res.output
+    # a target whose held-out tail shows nobody: nothing to calibrate on, the coverage figures are null
+    target = tmp_path / "target_labels"
+    shutil.copytree(data["labels"], target)
+    _no_person(target, HOLDOUT)
+    args[args.index(str(data["labels"]), args.index("--target-labels"))] = str(target)
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    tr = json.loads((tmp_path / "metrics" / "transfer.json").read_text())
+    assert {k: tr[k] for k in ("coverage_threshold", "covered_frames", "pose_distance_covered",
+                               "pose_distance_uncovered")} == dict.fromkeys(("coverage_threshold", "covered_frames",
+                                                                             "pose_distance_covered",
+                                                                             "pose_distance_uncovered"))
+    assert "coverage transfer" not in res.output
 
 
 def test_transfer_samples_are_side_by_side_frames(data, tmp_path, pose_model):
@@ -432,7 +508,8 @@ def test_evaluate_on_the_demo_gives_every_metric_finite_and_in_range(
                           labels_dir=demo_labels["train"], metrics_dir=tmp_path / "metrics",
                           report_path=tmp_path / "held-out.html", train_curves=tmp_path / "absent")
     transfer = run_transfer(cfg, labels_dir=demo_labels["transfer"], video=demo_transfer_video,
-                            metrics_dir=tmp_path / "metrics", report_path=tmp_path / "pair.html")
+                            metrics_dir=tmp_path / "metrics", report_path=tmp_path / "pair.html",
+                            target_labels=demo_labels["train"], generator_path=demo_generator)
     out = _check_outputs(tmp_path / "metrics", tmp_path / "held-out.html", tmp_path / "pair.html",
                          expect_curves=False)
     for name, d in out.items():
@@ -443,6 +520,11 @@ def test_evaluate_on_the_demo_gives_every_metric_finite_and_in_range(
                 assert found == 0.0, (name, k, found)
             elif v is None and k == "baseline_pose_distance":
                 assert d["baseline_no_person_rate"] == 1.0, (name, k)
+            elif v is None and k in ("pose_distance_covered", "pose_distance_uncovered"):
+                # null when no generated frame on that side of the coverage split had the subject found
+                tf = transfer.evaluation.per_frame
+                side = tf["covered"] == (1 if k.endswith("_covered") else 0)
+                assert tf.loc[side.fillna(False), "pose_distance"].isna().all(), (name, k)
             else:
                 assert v is not None and math.isfinite(v), (name, k)
     assert holdout.evaluation.summary["frames"] >= 2
