@@ -19,7 +19,8 @@ Bars (issue 10):
 
 Beside the bars it prints, per dance, how many of its generated frames ask for a pose the
 target's footage covers and the pose distance on those and on the rest
-(:class:`dancepipe.baseline.Repertoire`): the part of the error that is extrapolation.
+(:class:`dancepipe.baseline.Repertoire`): the part of the error that is extrapolation;
+and its pose distance by part of the body (head, torso, arms, legs).
 
 Run: ``python -m benchmarks.bench_quality [--metrics metrics]``. Exit status 1 when a
 bar is missed, so a script can tell; the figures are the point.
@@ -116,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         transfers = {s: _load(root / target / s / "transfer.json") for s in catalog.sources}
         for s, t in transfers.items():
             print(coverage_line(s, t))
+            parts = [(p, _num(t, f"pose_distance_{p}")) for p in ("head", "torso", "arms", "legs")]
+            if any(v is not None for _, v in parts):
+                print(f"  {'':14s} pose distance by part: "
+                      + ", ".join(f"{p} {'n/a' if v is None else f'{v:.3f}'}" for p, v in parts))
         rows += bars(held, transfers, demo_seconds if i == len(catalog.targets) - 1 else None, target)
     print()
     width = max(len(r[0]) for r in rows)

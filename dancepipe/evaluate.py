@@ -42,7 +42,9 @@ doing this motion; this measures flicker that a smooth motion field cannot expla
 it is a lower bound). Bookkeeping: ``person_less_frames`` (source labels without a
 person), ``substituted_frames`` (held or blank video frames), ``trimmed_frames``
 (dropped from the ends) and ``empty_label_frames_generated`` (video frames generated
-from a label without a person: 0 by construction, counted from the plan). Coverage
+from a label without a person: 0 by construction, counted from the plan). The pose
+distance is also given per part of the body (``pose_distance_head``, ``_torso``,
+``_arms``, ``_legs``; each over the same body height). Coverage
 (:class:`dancepipe.baseline.Repertoire`): each label's distance to the nearest training
 pose of the target, ``covered_frames`` within the threshold its own held-out poses set,
 and ``pose_distance_covered`` / ``pose_distance_uncovered`` on either side.
@@ -101,8 +103,10 @@ BASELINE_PREFIX = "baseline_"
 
 EVAL_COLUMNS = ("frame", *SCORE_COLUMNS, "warp_error_real", "baseline_frame", "baseline_match_distance",
                 *(BASELINE_PREFIX + c for c in SCORE_COLUMNS))
-TRANSFER_COLUMNS = ("frame", "label_person", "generated", "pose_distance", "person_found", "warp_error",
-                    "nearest_training_pose", "covered")
+# The pose distance of each part of the body (metrics.JOINT_GROUPS), in the transfer's CSV and JSON.
+PART_COLUMNS = tuple(f"pose_distance_{part}" for part in M.JOINT_GROUPS)
+TRANSFER_COLUMNS = ("frame", "label_person", "generated", "pose_distance", *PART_COLUMNS, "person_found",
+                    "warp_error", "nearest_training_pose", "covered")
 
 
 class EvaluateConfig(StageConfig):
@@ -210,6 +214,8 @@ class _PoseBatcher:
         for (i, prefix, _img, ref), kps in zip(self.pending, found, strict=True):
             self.rows[i][prefix + "person_found"] = int(kps is not None)
             self.rows[i][prefix + "pose_distance"] = M.pose_distance(kps, ref)
+            for part, joints in M.JOINT_GROUPS.items():
+                self.rows[i][f"{prefix}pose_distance_{part}"] = M.pose_distance(kps, ref, joints)
         self.pending = []
 
 
@@ -478,6 +484,7 @@ def evaluate_transfer(
     summary = {
         "frames": plan.frames,
         "pose_distance": M.nanmean(df["pose_distance"]),
+        **{c: M.nanmean(df[c]) for c in PART_COLUMNS},
         "detection_rate": float(detected.sum() / person_frames) if person_frames else None,
         "warp_error": M.nanmean(df["warp_error"]),
         "person_frames": person_frames,

@@ -140,22 +140,35 @@ def region_scores(a: np.ndarray, b: np.ndarray, box: tuple[int, int, int, int] |
     return ssim(a[y0:y1, x0:x1], b[y0:y1, x0:x1]), psnr(a[y0:y1, x0:x1], b[y0:y1, x0:x1])
 
 
-def pose_distance(pred: np.ndarray | None, ref: np.ndarray) -> float:
+def pose_distance(pred: np.ndarray | None, ref: np.ndarray, joints: tuple[int, ...] | None = None) -> float:
     """Mean distance between keypoints visible in both, divided by the body height of ``ref``.
 
-    NaN when ``pred`` is None (no person found), when no keypoint is visible in both,
-    or when ``ref`` has fewer than two visible keypoints.
+    With ``joints`` (COCO indices) only those keypoints are compared, still over the
+    whole body's height (:data:`JOINT_GROUPS` splits the body this way). NaN when
+    ``pred`` is None (no person found), when no keypoint is visible in both, or when
+    ``ref`` has fewer than two visible keypoints.
     """
     if pred is None:
         return float("nan")
     p = np.asarray(pred, dtype=np.float64)
     r = np.asarray(ref, dtype=np.float64)
     both = valid_points(p) & valid_points(r)
+    if joints is not None:
+        both &= np.isin(np.arange(len(both)), joints)
     h = body_height(r)
     if not both.any() or not np.isfinite(h):
         return float("nan")
     d = np.linalg.norm(p[both, :2] - r[both, :2], axis=1)
     return float(d.mean() / h)
+
+
+# The body's parts for :func:`pose_distance` by part (COCO indices): which limbs carry an error.
+JOINT_GROUPS: dict[str, tuple[int, ...]] = {
+    "head": (0, 1, 2, 3, 4),       # nose, eyes, ears
+    "torso": (5, 6, 11, 12),       # shoulders, hips
+    "arms": (7, 8, 9, 10),         # elbows, wrists
+    "legs": (13, 14, 15, 16),      # knees, ankles
+}
 
 
 def farneback_flow(image: np.ndarray, other: np.ndarray) -> np.ndarray:

@@ -41,12 +41,14 @@ RANGES = {
     "person_less_frames": (0, 10**6), "substituted_frames": (0, 10**6), "trimmed_frames": (0, 10**6),
     "empty_label_frames_generated": (0, 0), "coverage_threshold": (0, 10), "covered_frames": (0, 10**6),
     "pose_distance_covered": (0, 10), "pose_distance_uncovered": (0, 10),
+    **{f"pose_distance_{part}": (0, 10) for part in ("head", "torso", "arms", "legs")},
 }
 EVAL_KEYS = {"frames", "face_frames", "warp_error_real", "baseline_frames", "baseline_match_distance",
              *SCORE_RANGES, *(f"baseline_{k}" for k in SCORE_RANGES)}
 TRANSFER_KEYS = {"frames", "pose_distance", "detection_rate", "warp_error", "person_frames", "person_less_frames",
                  "substituted_frames", "trimmed_frames", "empty_label_frames_generated", "coverage_threshold",
-                 "covered_frames", "pose_distance_covered", "pose_distance_uncovered"}
+                 "covered_frames", "pose_distance_covered", "pose_distance_uncovered", "pose_distance_head",
+                 "pose_distance_torso", "pose_distance_arms", "pose_distance_legs"}
 
 
 class LabelEcho(torch.nn.Module):
@@ -376,7 +378,9 @@ def test_figures_that_cannot_be_computed_are_written_as_null(data, tmp_path, pos
                  "baseline_psnr_face"}
     assert {k for k, v in ev.items() if v is None} == null_eval
     assert {k for k, v in tr.items() if v is None} == {"pose_distance", "pose_distance_covered",
-                                                       "pose_distance_uncovered"}
+                                                       "pose_distance_uncovered", "pose_distance_head",
+                                                       "pose_distance_torso", "pose_distance_arms",
+                                                       "pose_distance_legs"}
     for d in (ev, tr):
         assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in d.values() if v is not None)
     assert ev["no_person_rate"] == 1.0 and ev["baseline_no_person_rate"] == 1.0 and ev["face_frames"] == 0
@@ -515,7 +519,8 @@ def test_evaluate_on_the_demo_gives_every_metric_finite_and_in_range(
     for name, d in out.items():
         found = (1.0 - d["no_person_rate"]) if "no_person_rate" in d else d["detection_rate"]
         for k, v in d.items():
-            if v is None and k == "pose_distance":
+            if v is None and k in ("pose_distance", "pose_distance_head", "pose_distance_torso",
+                                   "pose_distance_arms", "pose_distance_legs"):
                 # null only when the pose model found the subject in no frame (a few-step generator may not)
                 assert found == 0.0, (name, k, found)
             elif v is None and k == "baseline_pose_distance":

@@ -158,6 +158,24 @@ def test_pose_distance_zero_for_same_keypoints_and_scales_with_offset():
     assert math.isnan(M.pose_distance(None, kps))
 
 
+def test_pose_distance_of_a_part_compares_only_its_joints_over_the_whole_body_height():
+    kps = _pose()
+    h = M.body_height(kps)
+    moved = kps.copy()
+    moved[[13, 14, 15, 16], 0] += 12.0  # knees and ankles 12 px to the right
+    moved[9, 1] += 8.0                  # the left wrist 8 px down
+    moved[10, :2] = np.nan              # the right wrist not found
+    assert M.JOINT_GROUPS["legs"] == (13, 14, 15, 16) and M.JOINT_GROUPS["arms"] == (7, 8, 9, 10)
+    assert M.pose_distance(moved, kps, M.JOINT_GROUPS["legs"]) == pytest.approx(12.0 / h)
+    assert M.pose_distance(moved, kps, M.JOINT_GROUPS["arms"]) == pytest.approx(8.0 / 3 / h)  # elbows 0, wrist 8
+    assert M.pose_distance(moved, kps, M.JOINT_GROUPS["head"]) == 0.0
+    assert M.pose_distance(moved, kps) == pytest.approx((4 * 12.0 + 8.0) / 16 / h)
+    moved[[13, 14, 15, 16], :2] = np.nan
+    assert math.isnan(M.pose_distance(moved, kps, M.JOINT_GROUPS["legs"]))  # no leg joint seen in both
+    # every joint belongs to exactly one part
+    assert sorted(j for joints in M.JOINT_GROUPS.values() for j in joints) == list(range(17))
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.floats(0.25, 4.0))
 def test_pose_distance_is_scale_invariant_and_ignores_missing_points(seed, scale):
