@@ -81,14 +81,23 @@ def coverage_line(source: str, t: dict[str, Any]) -> str:
     """How much of a dance the target's footage covers, and the pose distance on either side (not a bar)."""
     if t.get("covered_frames") is None:
         return f"  {source}: coverage not measured (rerun evaluate_transfer)"
+    from dancepipe.cli import figure
+
     generated = int(t.get("frames", 0)) - int(t.get("substituted_frames", 0))
-
-    def f(key: str) -> str:
-        v = _num(t, key)
-        return "n/a" if v is None else f"{v:.3f}"
-
     return (f"  {source:14s} {t['covered_frames']} of {generated} generated frames ask for a pose the target covers: "
-            f"pose distance {f('pose_distance_covered')} on them, {f('pose_distance_uncovered')} on the rest")
+            f"pose distance {figure(_num(t, 'pose_distance_covered'))} on them, "
+            f"{figure(_num(t, 'pose_distance_uncovered'))} on the rest")
+
+
+def parts_line(t: dict[str, Any]) -> str | None:
+    """A dance's pose distance by part of the body (metrics.JOINT_GROUPS); None when it has none."""
+    from dancepipe.cli import figure
+    from dancepipe.metrics import JOINT_GROUPS
+
+    parts = [(p, _num(t, f"pose_distance_{p}")) for p in JOINT_GROUPS]
+    if all(v is None for _, v in parts):
+        return None
+    return f"  {'':14s} pose distance by part: " + ", ".join(f"{p} {figure(v)}" for p, v in parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,10 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         transfers = {s: _load(root / target / s / "transfer.json") for s in catalog.sources}
         for s, t in transfers.items():
             print(coverage_line(s, t))
-            parts = [(p, _num(t, f"pose_distance_{p}")) for p in ("head", "torso", "arms", "legs")]
-            if any(v is not None for _, v in parts):
-                print(f"  {'':14s} pose distance by part: "
-                      + ", ".join(f"{p} {'n/a' if v is None else f'{v:.3f}'}" for p, v in parts))
+            if (line := parts_line(t)) is not None:
+                print(line)
         rows += bars(held, transfers, demo_seconds if i == len(catalog.targets) - 1 else None, target)
     print()
     width = max(len(r[0]) for r in rows)

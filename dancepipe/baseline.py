@@ -164,4 +164,3 @@ def build_repertoire(train_kps: np.ndarray, holdout_kps: np.ndarray) -> Repertoi
     if not len(d):
         return None
     return Repertoire(np.asarray(train_kps, dtype=np.float64), float(np.percentile(d, COVERAGE_PERCENTILE)))
-

@@ -68,6 +68,7 @@ from pydantic import Field, field_validator
 from dancepipe import metrics as M
 from dancepipe.atomic import atomic_path
 from dancepipe.baseline import COVERAGE_PERCENTILE, Repertoire, build_repertoire, nearest_poses
+from dancepipe.cli import figure
 from dancepipe.config import StageConfig
 from dancepipe.devices import check_device, resolve_device
 from dancepipe.errors import DancepipeError
@@ -192,11 +193,12 @@ class _PoseBatcher:
 
     Each image is queued with the row it belongs to and a column ``prefix``, so the
     generated and the baseline images of one held-out frame share batches and land in
-    ``<prefix>person_found`` / ``<prefix>pose_distance`` of the same row.
+    ``<prefix>person_found`` / ``<prefix>pose_distance`` of the same row. With ``parts``
+    the pose distance of each part of the body goes to ``<prefix>pose_distance_<part>`` too.
     """
 
-    def __init__(self, model: Any, cfg: EvaluateConfig, rows: list[dict[str, Any]]) -> None:
-        self.model, self.cfg, self.rows = model, cfg, rows
+    def __init__(self, model: Any, cfg: EvaluateConfig, rows: list[dict[str, Any]], parts: bool = False) -> None:
+        self.model, self.cfg, self.rows, self.parts = model, cfg, rows, parts
         self.pending: list[tuple[int, str, np.ndarray, np.ndarray]] = []
 
     def add(self, row_index: int, image: np.ndarray, ref: np.ndarray, prefix: str = "") -> None:
@@ -214,7 +216,7 @@ class _PoseBatcher:
         for (i, prefix, _img, ref), kps in zip(self.pending, found, strict=True):
             self.rows[i][prefix + "person_found"] = int(kps is not None)
             self.rows[i][prefix + "pose_distance"] = M.pose_distance(kps, ref)
-            for part, joints in M.JOINT_GROUPS.items():
+            for part, joints in (M.JOINT_GROUPS.items() if self.parts else ()):
                 self.rows[i][f"{prefix}pose_distance_{part}"] = M.pose_distance(kps, ref, joints)
         self.pending = []
 
@@ -439,7 +441,7 @@ def evaluate_transfer(
     generated_at = np.flatnonzero(plan.generated)
     sample_at = {int(generated_at[p]) for p in _sample_positions(len(generated_at), cfg.sample_frames)}
     rows: list[dict[str, Any]] = []
-    poses = _PoseBatcher(pose_model, cfg, rows)
+    poses = _PoseBatcher(pose_model, cfg, rows, parts=True)
     samples: list[tuple[int, list[np.ndarray]]] = []
     prev: np.ndarray | None = None
     prev_generated = False
@@ -502,13 +504,9 @@ def evaluate_transfer(
             f"Coverage: {summary['covered_frames']} of {int(generated.sum())} generated frames ask for a pose within "
             f"{repertoire.threshold:.3f} of a training pose (hip-centred mean joint distance / body height; "
             f"{COVERAGE_PERCENTILE:g} % of the target's own held-out poses are that close). Pose distance on them: "
-            f"{_fmt_or_na(summary['pose_distance_covered'])}; on the others: "
-            f"{_fmt_or_na(summary['pose_distance_uncovered'])}.")
+            f"{figure(summary['pose_distance_covered'])}; on the others: "
+            f"{figure(summary['pose_distance_uncovered'])}.")
     return Evaluation(summary, df, samples, notes)
-
-
-def _fmt_or_na(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.3f}"
 
 
 def _coverage_summary(df: pd.DataFrame, repertoire: Repertoire | None) -> dict[str, Any]:
