@@ -1,4 +1,4 @@
-"""Giving a source pose the target's head where the pose model lost the source's.
+"""Giving a source pose the target's head where the pose model lost the source's, or saw it turned.
 
 The generator draws the target's head only from the five face points of the stick
 figure (nose, eyes, ears). A source whose face the pose model cannot read (the
@@ -8,7 +8,9 @@ head instead: the median position of each face point measured on the target in
 *torso coordinates* (origin at the mid-shoulder, one axis up the spine from the
 mid-hip, the other across it, both in spine lengths), put back on the source's torso
 in that frame. The head therefore leans and scales with the source's torso, and a
-frame whose face the pose model did read keeps it.
+frame whose face the pose model did read keeps it, unless that face is turned from the
+way the target was filmed (:func:`turned_heads`): a side-on face asks the generator
+for a view of the target's head it never saw.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ _SHOULDERS = (KP["left_shoulder"], KP["right_shoulder"])
 MIN_FACE_POINTS = 3
 # ...and its nose rises above the mid-shoulder by at least this share of the target's rise.
 MIN_RISE = 0.5
+# A face counts as turned from the target's view below this share of the target's eye spacing.
+MIN_EYE_SPACING = 0.5
 
 
 def torso_frames(kps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,8 +90,32 @@ def lost_heads(kps: np.ndarray, shape: dict[str, Any]) -> np.ndarray:
     return np.isfinite(length) & ((seen.sum(axis=1) < MIN_FACE_POINTS) | bad_nose)
 
 
-def complete_heads(kps: np.ndarray, shape: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def turned_heads(kps: np.ndarray, shape: dict[str, Any]) -> np.ndarray:
+    """(N,) bool: frames with a torso whose face is not seen the way the target's was.
+
+    The target's head shape holds its eyes' spacing across the spine (left eye minus
+    right eye, in spine lengths): positive for a target facing the camera. A source
+    face turned side-on shows its eyes (nearly) on top of each other, or one eye only,
+    and asks the generator for a view of the head it never saw. Such a face, one whose
+    signed eye spacing is under :data:`MIN_EYE_SPACING` of the target's (or with an
+    eye missing), counts as turned. Nothing counts when the target's own spacing is
+    not positive.
+    """
+    kps = np.asarray(kps, dtype=np.float64)
+    pts = np.asarray(shape["points"], dtype=np.float64)
+    target = pts[1, 1] - pts[2, 1]
+    if not target > 0:
+        return np.zeros(len(kps), dtype=bool)
+    _, up, length = torso_frames(kps)
+    gap = np.einsum("nd,nd->n", kps[:, KP["left_eye"], :2] - kps[:, KP["right_eye"], :2], _across(up)) / length
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(length) & ~(gap >= MIN_EYE_SPACING * target)
+
+
+def complete_heads(kps: np.ndarray, shape: dict[str, Any], turned: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Replace the face points of :func:`lost_heads` frames with the target's head on the frame's torso.
+
+    With ``turned``, so are those of :func:`turned_heads` frames.
 
     ``kps`` is (N, 17, 3); a placed point gets the lower of the two shoulder
     confidences, so the drawing's ``min_conf`` treats it like the torso it hangs on.
@@ -95,6 +123,8 @@ def complete_heads(kps: np.ndarray, shape: dict[str, Any]) -> tuple[np.ndarray, 
     """
     out = np.array(kps, dtype=np.float64, copy=True)
     lost = lost_heads(out, shape)
+    if turned:
+        lost |= turned_heads(out, shape)
     if not lost.any():
         return out, lost
     origin, up, length = torso_frames(out[lost])

@@ -91,9 +91,11 @@ class TransferLabelsConfig(StageConfig):
         "bones", description="bones: after normalisation, give each source bone the target's median length "
                             "(see dancepipe.retarget); none: the normalised pose as it is",
     )
-    head: Literal["target", "source"] = Field(
+    head: Literal["target", "lost", "source"] = Field(
         "target", description="target: source frames whose head the pose model lost (fewer than 3 face points, or a "
-                              "nose at the neck) get the target's own face points on their torso (dancepipe.head); "
+                              "nose at the neck) or whose face is turned from the way the target's was filmed (eyes "
+                              "closer than half the target's spacing, or one missing) get the target's own face "
+                              "points on their torso (dancepipe.head); lost: only the lost heads; "
                               "source: the face points as the pose model found them",
     )
     facing: Literal["target", "source"] = Field(
@@ -202,18 +204,20 @@ def transfer_keypoints(
     ``cfg.retarget == "bones"`` the normalised poses then get the target's bone lengths
     (``target_bones``: normfit's statistics of the target); the ratios are returned
     (None without retargeting), and the (N,) masks of mirrored frames and of frames
-    given the target's head. With ``cfg.head == "target"`` and a ``target_head``
-    (normfit's :func:`dancepipe.head.head_shape`), frames whose head the pose model
-    lost get the target's, after gap filling (a short loss is bridged from the
-    neighbouring frames first) and before smoothing (so the placed head moves smoothly).
+    given the target's head. With ``cfg.head`` ``"target"`` or ``"lost"`` and a
+    ``target_head`` (normfit's :func:`dancepipe.head.head_shape`), frames whose head
+    the pose model lost (and, with ``"target"``, frames whose face is turned from the
+    target's view) get the target's, after gap filling (a short loss is bridged from
+    the neighbouring frames first) and before smoothing (so the placed head moves
+    smoothly).
     """
     mirrored = np.zeros(len(kps), dtype=bool)
     headed = np.zeros(len(kps), dtype=bool)
     if cfg.facing == "target":
         kps, mirrored = match_facing(kps, target_facing)
     kps = interpolate_gaps(kps, cfg.gap_max)
-    if cfg.head == "target" and target_head is not None:
-        kps, headed = complete_heads(kps, target_head)
+    if cfg.head != "source" and target_head is not None:
+        kps, headed = complete_heads(kps, target_head, turned=cfg.head == "target")
     kps = smooth(kps, cfg.smoothing, cfg.window, cfg.polyorder)
     mapped = apply_mapping(kps, mapping, ankle_y=_fill_in_time(ankle_positions(kps)[1]),
                            body_x=_fill_in_time(hip_x(kps)))
@@ -351,8 +355,8 @@ def run_labels(
             bones, person = load_target_bones(norm)
             bones = check_target_bones(bones, person, str(norm))
         facing = dominant_facing(load_target_facing(norm)) if cfg.transfer.facing == "target" else None
-        head = load_target_head(norm) if cfg.transfer.head == "target" else None
-        if cfg.transfer.head == "target" and head is None:
+        head = load_target_head(norm) if cfg.transfer.head != "source" else None
+        if cfg.transfer.head != "source" and head is None:
             log.warning("head: the target shows no whole face in any frame; source heads are left as found")
         target_px, ratios, mirrored, headed = transfer_keypoints(kps, load_mapping(norm), cfg.transfer, bones,
                                                                  facing, head)

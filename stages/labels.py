@@ -39,8 +39,8 @@ def main(kind: str, poses: str, frames_dir: str, norm: str | None, out: str, par
         click.echo(f"facing: {r['mirrored_frames']} source frames faced away from the way the target faces; "
                    "their left and right keypoints were exchanged (labels.transfer.facing)")
     if r.get("headed_frames"):
-        click.echo(f"head: {r['headed_frames']} source frames whose head the pose model lost got the target's "
-                   "(labels.transfer.head)")
+        click.echo(f"head: {r['headed_frames']} source frames whose head the pose model lost, or whose face was "
+                   "turned from the target's view, got the target's (labels.transfer.head)")
     if r.get("bone_ratios"):
         click.echo("retargeted bones (target/source length): "
                    + ", ".join(f"{b} {v:.2f}" for b, v in r["bone_ratios"].items()))

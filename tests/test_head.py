@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dancepipe.errors import DancepipeError
-from dancepipe.head import FACE, complete_heads, head_shape, lost_heads
+from dancepipe.head import FACE, complete_heads, head_shape, lost_heads, turned_heads
 from dancepipe.keypoints import KP, columns_to_keypoints, read_table
 from dancepipe.labels import LabelsConfig, TransferLabelsConfig, run_labels
 from dancepipe.normalize import NormfitConfig, load_target_head, run_normfit
@@ -68,6 +68,44 @@ def test_lost_heads_are_few_face_points_or_a_nose_at_the_neck():
     headless_no_torso[KP["left_hip"], :2] = np.nan  # nowhere to put a head
     kps = np.stack([good, side_on, two, neck, bowed, no_nose, headless_no_torso])
     assert lost_heads(kps, shape).tolist() == [False, False, True, True, False, True, False]
+
+
+def _eyes(k: np.ndarray, left: float, right: float, spine: float = 300.0) -> np.ndarray:
+    """``k`` (an upright _torso) with its eyes moved to these across-spine offsets, in spine lengths."""
+    out = k.copy()
+    mid = k[[KP["left_shoulder"], KP["right_shoulder"]], 0].mean()
+    out[KP["left_eye"], 0], out[KP["right_eye"], 0] = mid + left * spine, mid + right * spine
+    return out
+
+
+def test_turned_heads_are_faces_not_seen_the_way_the_target_was():
+    shape = head_shape(_torso((500, 900), (0, -1), 300)[None])  # eyes 0.12 spine apart, left eye on the right
+    good = _torso((500, 900), (0, -1), 300)
+    one_eye = good.copy()
+    one_eye[[KP["right_eye"], KP["right_ear"]], :2] = np.nan  # a profile: not lost, but turned
+    close = _eyes(good, 0.02, -0.02)  # 0.04 apart: a third of the target's
+    glancing = _eyes(good, 0.04, -0.035)  # 0.075 apart: over half of it
+    backwards = _eyes(good, -0.06, 0.06)  # the eyes in the back view's order
+    leaning = _torso((500, 900), (1, -1), 300)  # frontal, leaning 45 degrees: spacing is across the spine
+    no_torso = one_eye.copy()
+    no_torso[KP["left_hip"], :2] = np.nan
+    kps = np.stack([good, one_eye, close, glancing, backwards, leaning, no_torso])
+    assert turned_heads(kps, shape).tolist() == [False, True, True, False, True, False, False]
+    # a target whose eyes were never seen the front way round: no source face counts as turned
+    back_target = head_shape(_eyes(good, -0.06, 0.06)[None])
+    assert not turned_heads(kps, back_target).any()
+
+
+def test_turned_heads_get_the_targets_only_when_asked():
+    shape = head_shape(_torso((500, 900), (0, -1), 300)[None])
+    turned = _eyes(_torso((500, 900), (0, -1), 300), 0.01, -0.01)
+    got, changed = complete_heads(turned[None], shape, turned=True)
+    assert changed.tolist() == [True]
+    assert got[0, KP["left_eye"], 0] - got[0, KP["right_eye"], 0] == pytest.approx(0.12 * 300)
+    np.testing.assert_array_equal(got[0, 5:], turned[5:])
+    same, changed = complete_heads(turned[None], shape)
+    assert changed.tolist() == [False]
+    np.testing.assert_array_equal(same[0], turned)
 
 
 def test_a_lost_head_is_the_targets_on_the_sources_torso():
@@ -129,6 +167,21 @@ def test_transfer_labels_give_a_blurred_source_the_targets_head(tmp_path):
     target = _front(articulated(60, LENGTHS))
     assert np.abs(_rise(got[30:]) - np.median(_rise(target))).max() < 0.1
     assert load_target_head(tmp_path / "fixed" / "stats.json")["frames"] == 60
+
+
+def test_transfer_labels_give_a_side_on_face_the_targets_head(tmp_path):
+    """A source whose face turns side-on (one eye and one ear left) from frame 30: a head the model read, turned."""
+    source = _front(articulated(60, LENGTHS, size=300.0, seed=1))
+    profile = source.copy()
+    profile[30:, [KP["right_eye"], KP["right_ear"]], :2] = np.nan
+    got, meta = _labels(tmp_path, "target", profile, "target")
+    assert meta["headed_frames"] == 30
+    assert np.isfinite(got[30:, list(FACE), :2]).all()
+    lost_only, meta = _labels(tmp_path, "lost", profile, "lost")
+    assert meta["headed_frames"] == 0
+    assert np.isnan(lost_only[30:, KP["right_eye"], 0]).all()
+    np.testing.assert_array_equal(got[:30], lost_only[:30])
+    np.testing.assert_array_equal(got[:, 5:], lost_only[:, 5:])
 
 
 def test_stats_from_before_the_head_was_recorded_say_rerun_normfit(tmp_path):
