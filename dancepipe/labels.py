@@ -29,7 +29,7 @@ from dancepipe.atomic import atomic_path
 from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
 from dancepipe.facebox import compute_face_boxes
-from dancepipe.facing import Facing, dominant_facing, match_facing
+from dancepipe.facing import Facing, dominant_facing, match_facing, uncross_legs
 from dancepipe.head import FACE, complete_heads
 from dancepipe.images import read_rgb
 from dancepipe.keypoints import (
@@ -102,6 +102,12 @@ class TransferLabelsConfig(StageConfig):
         "target", description="target: where the target faced the camera one way only (normfit's facing counts), "
                               "source frames facing the other way get their left and right keypoints exchanged "
                               "(dancepipe.facing); source: the sides as the pose model named them",
+    )
+
+    legs: Literal["uncross", "source"] = Field(
+        "uncross", description="uncross: in frames whose legs cross in the picture (the feet in the opposite order "
+                               "to the hips, as a side-on stride often draws them) the knees and ankles are named by "
+                               "their side of the hips (dancepipe.facing.uncross_legs); source: as named",
     )
 
     @model_validator(mode="after")
@@ -368,6 +374,11 @@ def run_labels(
                      int(mirrored.sum()), len(mirrored))
             transfer_info = {"target_facing": facing, "mirrored_frames": int(mirrored.sum())}
         transfer_info["headed_frames"] = int(headed.sum())
+        if cfg.transfer.legs == "uncross":
+            target_px, uncrossed = uncross_legs(target_px)
+            log.info("legs: %d of %d source frames had crossed legs; they are named by their side of the hips",
+                     int(uncrossed.sum()), len(uncrossed))
+            transfer_info["uncrossed_frames"] = int(uncrossed.sum())
         if ratios is not None:
             log.info("retarget: bone ratios %s", ", ".join(f"{b} {r:.3f}" for b, r in ratios.items()))
     w, h = transform.width, transform.height

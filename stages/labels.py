@@ -41,6 +41,9 @@ def main(kind: str, poses: str, frames_dir: str, norm: str | None, out: str, par
     if r.get("headed_frames"):
         click.echo(f"head: {r['headed_frames']} source frames whose head the pose model lost, or whose face was "
                    "turned from the target's view, got the target's (labels.transfer.head)")
+    if r.get("uncrossed_frames"):
+        click.echo(f"legs: {r['uncrossed_frames']} source frames crossed their legs in the picture; the legs are "
+                   "named by their side of the hips (labels.transfer.legs)")
     if r.get("bone_ratios"):
         click.echo("retargeted bones (target/source length): "
                    + ", ".join(f"{b} {v:.2f}" for b, v in r["bone_ratios"].items()))

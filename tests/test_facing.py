@@ -14,6 +14,7 @@ from dancepipe.facing import (
     facing_score,
     match_facing,
     mirror_sides,
+    uncross_legs,
 )
 from dancepipe.keypoints import COCO_NAMES, KP, columns_to_keypoints, read_table
 from dancepipe.labels import LabelsConfig, TransferLabelsConfig, run_labels
@@ -135,3 +136,66 @@ def test_a_target_seen_both_ways_mirrors_nothing(tmp_path):
     _, meta = _labels(tmp_path, "mixed", target, source, "target")
     assert meta["target_facing"] is None and meta["mirrored_frames"] == 0
     assert load_target_facing(tmp_path / "mixed" / "stats.json") == {"front": 30, "back": 30, "side": 0}
+
+
+def _legs(hips: tuple[float, float], knees: tuple[float, float], ankles: tuple[float, float]) -> np.ndarray:
+    """One (17, 3) pose with only its legs: (left, right) x of the hips (y 100), knees (y 150), ankles (y 200)."""
+    k = np.full((17, 3), np.nan)
+    for pair, xs, y in ((("left_hip", "right_hip"), hips, 100), (("left_knee", "right_knee"), knees, 150),
+                        (("left_ankle", "right_ankle"), ankles, 200)):
+        for name, x in zip(pair, xs, strict=True):
+            k[KP[name]] = [x, y, 0.8 if name.startswith("left") else 0.7]
+    return k
+
+
+def test_crossed_legs_are_named_by_their_side_of_the_hips():
+    apart = _legs((110, 90), (115, 85), (120, 80))  # seen from the front: left leg on the picture's right
+    crossed = _legs((110, 90), (95, 105), (80, 120))  # the left foot on the right hip's side
+    back_view = _legs((90, 110), (85, 115), (80, 120))  # sides the other way round, but not crossed
+    knees_only = _legs((110, 90), (95, 105), (np.nan, 120))  # an ankle lost: the knees decide
+    no_hip = _legs((np.nan, 90), (95, 105), (80, 120))
+    together = _legs((110, 90), (100, 100), (100, 100))
+    kps = np.stack([apart, crossed, back_view, knees_only, no_hip, together])
+    got, changed = uncross_legs(kps)
+    assert changed.tolist() == [False, True, False, True, False, False]
+    np.testing.assert_array_equal(got[~changed], kps[~changed])
+    for i in (1, 3):
+        for joint in ("knee", "ankle"):
+            np.testing.assert_array_equal(got[i, KP["left_" + joint]], kps[i, KP["right_" + joint]])
+            np.testing.assert_array_equal(got[i, KP["right_" + joint]], kps[i, KP["left_" + joint]])
+        np.testing.assert_array_equal(got[i, [KP["left_hip"], KP["right_hip"]]], kps[i, [KP["left_hip"], KP["right_hip"]]])
+    assert got[1, KP["left_ankle"], 0] > got[1, KP["right_ankle"], 0]  # now on the left hip's side
+
+
+def test_transfer_labels_uncross_a_side_on_stride(tmp_path):
+    """A frontal source whose legs cross in frames 20-29 (a stride seen side-on): named by side unless legs: source."""
+    target = _front(articulated(60, LENGTHS))
+    source = _front(articulated(60, LENGTHS, size=300.0, seed=1))
+    for j in ("knee", "ankle"):  # the legs swing across: each foot ends on the other hip's side
+        a, b = KP["left_" + j], KP["right_" + j]
+        source[20:30, [a, b], 0] = source[20:30, [b, a], 0]
+
+    def run(name: str, legs: str) -> tuple[np.ndarray, dict]:
+        d = tmp_path / name
+        d.mkdir()
+        t = write_pose_table(d / "t.parquet", target, WIDTH, 1920)
+        s = write_pose_table(d / "s.parquet", source, 1280, 720)
+        frames = write_frames_dir(d / "frames", target, WIDTH, 1920)
+        run_normfit(t, s, d / "stats.json", None, NormfitConfig())
+        cfg = LabelsConfig(transfer=TransferLabelsConfig(legs=legs, smoothing="none", retarget="none"))
+        run_labels("transfer", s, frames, d / "labels", cfg, norm=d / "stats.json")
+        df, meta = read_table(d / "labels" / "index.parquet")
+        return columns_to_keypoints(df), meta
+
+    got, meta = run("uncross", "uncross")
+    raw, raw_meta = run("source", "source")
+    assert meta["uncrossed_frames"] == 10 and "uncrossed_frames" not in raw_meta
+
+    def order(k: np.ndarray, a: str, b: str) -> np.ndarray:
+        return np.sign(k[:, KP[a], 0] - k[:, KP[b], 0])
+
+    hips = order(raw, "left_hip", "right_hip")
+    assert (order(raw, "left_ankle", "right_ankle")[20:30] == -hips[20:30]).all()  # as posed: crossed
+    assert (order(got, "left_ankle", "right_ankle") == hips).all()
+    np.testing.assert_array_equal(got[:20], raw[:20])
+    np.testing.assert_array_equal(got[:, :13], raw[:, :13])  # face, arms and hips untouched
