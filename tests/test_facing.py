@@ -99,14 +99,15 @@ def test_only_frames_facing_the_other_way_are_mirrored():
     assert mirrored.sum() == 8
 
 
-def _labels(tmp_path: Path, name: str, target: np.ndarray, source: np.ndarray, facing: str) -> tuple[np.ndarray, dict]:
+def _labels(tmp_path: Path, name: str, target: np.ndarray, source: np.ndarray, facing: str = "target",
+            **transfer: str) -> tuple[np.ndarray, dict]:
     d = tmp_path / name
     d.mkdir()
     t = write_pose_table(d / "t.parquet", target, WIDTH, 1920)
     s = write_pose_table(d / "s.parquet", source, 1280, 720)
     frames = write_frames_dir(d / "frames", target, WIDTH, 1920)
     run_normfit(t, s, d / "stats.json", None, NormfitConfig())
-    cfg = LabelsConfig(transfer=TransferLabelsConfig(facing=facing))
+    cfg = LabelsConfig(transfer=TransferLabelsConfig(facing=facing, **transfer))
     run_labels("transfer", s, frames, d / "labels", cfg, norm=d / "stats.json")
     df, meta = read_table(d / "labels" / "index.parquet")
     return columns_to_keypoints(df), meta
@@ -163,7 +164,8 @@ def test_crossed_legs_are_named_by_their_side_of_the_hips():
         for joint in ("knee", "ankle"):
             np.testing.assert_array_equal(got[i, KP["left_" + joint]], kps[i, KP["right_" + joint]])
             np.testing.assert_array_equal(got[i, KP["right_" + joint]], kps[i, KP["left_" + joint]])
-        np.testing.assert_array_equal(got[i, [KP["left_hip"], KP["right_hip"]]], kps[i, [KP["left_hip"], KP["right_hip"]]])
+        hips = [KP["left_hip"], KP["right_hip"]]
+        np.testing.assert_array_equal(got[i, hips], kps[i, hips])
     assert got[1, KP["left_ankle"], 0] > got[1, KP["right_ankle"], 0]  # now on the left hip's side
 
 
@@ -175,20 +177,8 @@ def test_transfer_labels_uncross_a_side_on_stride(tmp_path):
         a, b = KP["left_" + j], KP["right_" + j]
         source[20:30, [a, b], 0] = source[20:30, [b, a], 0]
 
-    def run(name: str, legs: str) -> tuple[np.ndarray, dict]:
-        d = tmp_path / name
-        d.mkdir()
-        t = write_pose_table(d / "t.parquet", target, WIDTH, 1920)
-        s = write_pose_table(d / "s.parquet", source, 1280, 720)
-        frames = write_frames_dir(d / "frames", target, WIDTH, 1920)
-        run_normfit(t, s, d / "stats.json", None, NormfitConfig())
-        cfg = LabelsConfig(transfer=TransferLabelsConfig(legs=legs, smoothing="none", retarget="none"))
-        run_labels("transfer", s, frames, d / "labels", cfg, norm=d / "stats.json")
-        df, meta = read_table(d / "labels" / "index.parquet")
-        return columns_to_keypoints(df), meta
-
-    got, meta = run("uncross", "uncross")
-    raw, raw_meta = run("source", "source")
+    got, meta = _labels(tmp_path, "uncross", target, source, legs="uncross", smoothing="none", retarget="none")
+    raw, raw_meta = _labels(tmp_path, "source", target, source, legs="source", smoothing="none", retarget="none")
     assert meta["uncrossed_frames"] == 10 and "uncrossed_frames" not in raw_meta
 
     def order(k: np.ndarray, a: str, b: str) -> np.ndarray:
