@@ -386,8 +386,10 @@ def run_labels(
     label_kps[..., :2] = transform.apply_points(target_px[..., :2])
     style = DrawStyle.for_height(h, cfg.draw.line_width, cfg.draw.joint_radius, cfg.draw.min_conf)
     visible = visible_mask(label_kps, style.min_conf)
-    # the target's head never makes a person of a frame: count the source's own joints
-    visible[np.ix_(np.flatnonzero(headed), list(FACE))] = False
+    # the target's head never makes a person of a frame: where it was placed, count the face
+    # points the source showed itself (none for a lost head, a profile's for a turned one)
+    placed = np.flatnonzero(headed)
+    visible[np.ix_(placed, list(FACE))] = visible_mask(kps[placed][:, list(FACE)], style.min_conf)
     found = visible.sum(axis=1) >= cfg.draw.min_joints
     if kind == "transfer" and not found.any():
         raise DancepipeError(

@@ -184,6 +184,20 @@ def test_transfer_labels_give_a_side_on_face_the_targets_head(tmp_path):
     np.testing.assert_array_equal(got[:, 5:], lost_only[:, 5:])
 
 
+def test_a_turned_face_still_counts_toward_a_person(tmp_path):
+    """Frames 30-59 show six body joints and a profile face: nine joints of the source's own, a person."""
+    source = _front(articulated(60, LENGTHS, size=300.0, seed=1))
+    gone = [KP[n] for n in ("left_wrist", "right_wrist", "left_knee", "right_knee", "left_ankle", "right_ankle",
+                            "right_eye", "right_ear")]
+    source[30:, gone, :2] = np.nan
+    for head in ("target", "lost"):
+        got, meta = _labels(tmp_path, head, source, head)
+        df, _ = read_table(tmp_path / head / "labels" / "index.parquet")
+        assert df["person_found"].all(), head
+        assert meta["headed_frames"] == (30 if head == "target" else 0)
+    assert np.isfinite(got[30:, KP["nose"], 0]).all()
+
+
 def test_stats_from_before_the_head_was_recorded_say_rerun_normfit(tmp_path):
     _labels(tmp_path, "old", _front(articulated(60, LENGTHS, size=300.0, seed=1)), "target")
     stats = tmp_path / "old" / "stats.json"
