@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dancepipe.keypoints import COCO_NAMES, KP
+from dancepipe.keypoints import COCO_NAMES, FACE_POINTS, KP
 
 Facing = Literal["front", "back"]
 
@@ -32,6 +32,8 @@ MIRROR: tuple[int, ...] = tuple(
     else KP[n.replace("right_", "left_")] if n.startswith("right_") else KP[n]
     for n in COCO_NAMES
 )
+# The same with the face points left in place: mirrors a body and not its head.
+BODY_MIRROR: tuple[int, ...] = tuple(i if i in FACE_POINTS else m for i, m in enumerate(MIRROR))
 _PAIRS = ((KP["left_shoulder"], KP["right_shoulder"]), (KP["left_hip"], KP["right_hip"]))
 
 # |score| below this share of the body height is a side view (or a pose the model
@@ -83,26 +85,31 @@ def dominant_facing(counts: dict[str, Any]) -> Facing | None:
     return None
 
 
-def mirror_sides(kps: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """A copy of ``kps`` (N, 17, C) with every left keypoint and its right twin exchanged in the ``frames`` mask."""
+def mirror_sides(kps: np.ndarray, frames: np.ndarray, body_only: bool = False) -> np.ndarray:
+    """A copy of ``kps`` (N, 17, C) with every left keypoint and its right twin exchanged in the ``frames`` mask.
+
+    With ``body_only`` the face points keep their names.
+    """
     out = np.array(kps, copy=True)
-    out[frames] = out[frames][:, list(MIRROR)]
+    out[frames] = out[frames][:, list(BODY_MIRROR if body_only else MIRROR)]
     return out
 
 
-def match_facing(kps: np.ndarray, facing: Facing | None) -> tuple[np.ndarray, np.ndarray]:
+def match_facing(kps: np.ndarray, facing: Facing | None, body_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Mirror the sides of the frames that clearly face opposite to ``facing``.
 
     Returns the keypoints and the (N,) mask of mirrored frames. With ``facing`` None
     (a target seen both ways, or never clearly) nothing changes. Side-on frames are
-    left alone: their sides cannot be read from the picture this way.
+    left alone: their sides cannot be read from the picture this way. With
+    ``body_only`` the face points keep their names (a head already turned the
+    target's way stays so).
     """
     s = facing_score(kps)
     if facing is None:
         return np.array(kps, copy=True), np.zeros(len(s), dtype=bool)
     with np.errstate(invalid="ignore"):
         wrong = s <= -CLEAR_FACING if facing == "front" else s >= CLEAR_FACING
-    return mirror_sides(kps, wrong), wrong
+    return mirror_sides(kps, wrong, body_only), wrong
 
 
 _LEGS = ((KP["left_knee"], KP["right_knee"]), (KP["left_ankle"], KP["right_ankle"]))

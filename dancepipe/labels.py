@@ -203,8 +203,10 @@ def transfer_keypoints(
     First, with ``cfg.facing == "target"``, frames facing opposite to
     ``target_facing`` get their sides exchanged (:func:`dancepipe.facing.match_facing`;
     before smoothing, which would otherwise average a left wrist with a right one
-    where the pose model swapped them). Then gap interpolation, smoothing and the
-    normfit mapping. A frame without
+    where the pose model swapped them); once more at the end, on the figure as it will
+    be drawn, to its body alone: retargeting gives a side-on source the target's
+    shoulder and hip widths, which can turn it clearly the other way. In between, gap
+    interpolation, smoothing and the normfit mapping. A frame without
     ankles uses the ankle position interpolated from its neighbours in time, so its
     scale and place follow the dance instead of jumping to the medians. With
     ``cfg.retarget == "bones"`` the normalised poses then get the target's bone lengths
@@ -227,12 +229,16 @@ def transfer_keypoints(
     kps = smooth(kps, cfg.smoothing, cfg.window, cfg.polyorder)
     mapped = apply_mapping(kps, mapping, ankle_y=_fill_in_time(ankle_positions(kps)[1]),
                            body_x=_fill_in_time(hip_x(kps)))
-    if cfg.retarget == "none":
-        return mapped, None, mirrored, headed
-    if target_bones is None:
-        raise DancepipeError("labels.transfer.retarget = bones needs the target's bone lengths (normfit stats)")
-    ratios = bone_ratios(target_bones, mapped)
-    return retarget(mapped, ratios, bone_caps(target_bones)), ratios, mirrored, headed
+    ratios = None
+    if cfg.retarget == "bones":
+        if target_bones is None:
+            raise DancepipeError("labels.transfer.retarget = bones needs the target's bone lengths (normfit stats)")
+        ratios = bone_ratios(target_bones, mapped)
+        mapped = retarget(mapped, ratios, bone_caps(target_bones))
+    if cfg.facing == "target":  # the figure as it will be drawn: a side-on source may face the other way now
+        mapped, late = match_facing(mapped, target_facing, body_only=True)
+        mirrored |= late
+    return mapped, ratios, mirrored, headed
 
 
 # --------------------------------------------------------------------------- drawing

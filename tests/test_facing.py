@@ -16,7 +16,7 @@ from dancepipe.facing import (
     mirror_sides,
     uncross_legs,
 )
-from dancepipe.keypoints import COCO_NAMES, KP, columns_to_keypoints, read_table
+from dancepipe.keypoints import COCO_NAMES, FACE_POINTS, KP, columns_to_keypoints, read_table
 from dancepipe.labels import LabelsConfig, TransferLabelsConfig, run_labels
 from dancepipe.normalize import NormfitConfig, load_target_facing, run_normfit
 from tests.fixtures.labels import write_frames_dir, write_pose_table
@@ -137,6 +137,28 @@ def test_a_target_seen_both_ways_mirrors_nothing(tmp_path):
     _, meta = _labels(tmp_path, "mixed", target, source, "target")
     assert meta["target_facing"] is None and meta["mirrored_frames"] == 0
     assert load_target_facing(tmp_path / "mixed" / "stats.json") == {"front": 30, "back": 30, "side": 0}
+
+
+def test_a_side_on_source_turned_round_by_retargeting_is_mirrored_body_only(tmp_path):
+    """A source filmed side-on (shoulders and hips a sliver wide), turned slightly away in frames 20-29: too
+    little to read before retargeting, clearly the back view once the bones have the target's widths."""
+    target = _front(articulated(60, LENGTHS))
+    source = _front(articulated(60, LENGTHS, size=300.0, seed=1))
+    away = np.where((np.arange(60) >= 20) & (np.arange(60) < 30), -2.0, 2.0)
+    for a, b in (("left_shoulder", "right_shoulder"), ("left_hip", "right_hip")):
+        ia, ib = KP[a], KP[b]
+        mid = source[:, [ia, ib], 0].mean(axis=1)
+        source[:, ia, 0], source[:, ib, 0] = mid + away, mid - away
+    assert (np.abs(facing_score(source)) < 0.05).all()  # side-on as posed
+    got, meta = _labels(tmp_path, "target", target, source, "target", head="source", smoothing="none", legs="source")
+    raw, _ = _labels(tmp_path, "source", target, source, "source", head="source", smoothing="none", legs="source")
+    assert (facing_score(raw[20:30]) < -0.05).all()  # retargeted without the late check: a back view
+    assert meta["mirrored_frames"] == 10
+    assert (facing_score(got) > 0).all()
+    np.testing.assert_array_equal(got[:20], raw[:20])
+    body = [i for i in range(17) if i not in FACE_POINTS]
+    np.testing.assert_allclose(got[20:30][:, body], mirror_sides(raw[20:30], np.ones(10, bool))[:, body])
+    np.testing.assert_array_equal(got[20:30][:, list(FACE_POINTS)], raw[20:30][:, list(FACE_POINTS)])
 
 
 def _legs(hips: tuple[float, float], knees: tuple[float, float], ankles: tuple[float, float]) -> np.ndarray:
