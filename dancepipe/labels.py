@@ -100,8 +100,9 @@ class TransferLabelsConfig(StageConfig):
     )
     facing: Literal["target", "source"] = Field(
         "target", description="target: where the target faced the camera one way only (normfit's facing counts), "
-                              "source frames facing the other way get their left and right keypoints exchanged "
-                              "(dancepipe.facing); source: the sides as the pose model named them",
+                              "source frames facing the other way get their left and right keypoints exchanged, "
+                              "and once more after retargeting, the body alone (dancepipe.facing); source: the "
+                              "sides as the pose model named them",
     )
 
     legs: Literal["uncross", "source"] = Field(
