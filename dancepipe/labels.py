@@ -104,7 +104,6 @@ class TransferLabelsConfig(StageConfig):
                               "and once more after retargeting, the body alone (dancepipe.facing); source: the "
                               "sides as the pose model named them",
     )
-
     legs: Literal["uncross", "source"] = Field(
         "uncross", description="uncross: in frames whose legs cross in the picture (the feet in the opposite order "
                                "to the hips, as a side-on stride often draws them) the knees and ankles are named by "
