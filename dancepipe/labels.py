@@ -197,8 +197,8 @@ def _fill_in_time(values: np.ndarray) -> np.ndarray | None:
 def transfer_keypoints(
     kps: np.ndarray, mapping: Any, cfg: TransferLabelsConfig, target_bones: dict[str, dict[str, Any]] | None = None,
     target_facing: Facing | None = None, target_head: dict[str, Any] | None = None,
-) -> tuple[np.ndarray, dict[str, float] | None, np.ndarray, np.ndarray]:
-    """Source keypoints (N, 17, 3, source pixels) → target pixels, bone ratios, mirrored and headed frames.
+) -> tuple[np.ndarray, dict[str, float] | None, np.ndarray, np.ndarray, np.ndarray]:
+    """Source keypoints (N, 17, 3, source pixels) → target pixels, bone ratios, mirrored, headed and uncrossed frames.
 
     First, with ``cfg.facing == "target"``, frames facing opposite to
     ``target_facing`` get their sides exchanged (:func:`dancepipe.facing.match_facing`;
@@ -217,7 +217,9 @@ def transfer_keypoints(
     the pose model lost (and, with ``"target"``, frames whose face is turned from the
     target's view) get the target's, after gap filling (a short loss is bridged from
     the neighbouring frames first) and before smoothing (so the placed head moves
-    smoothly).
+    smoothly). Last, with ``cfg.legs == "uncross"``, frames whose legs cross in the
+    picture get them named by their side of the hips
+    (:func:`dancepipe.facing.uncross_legs`; the fifth mask).
     """
     mirrored = np.zeros(len(kps), dtype=bool)
     headed = np.zeros(len(kps), dtype=bool)
@@ -238,7 +240,10 @@ def transfer_keypoints(
     if cfg.facing == "target":  # the figure as it will be drawn: a side-on source may face the other way now
         mapped, late = match_facing(mapped, target_facing, body_only=True)
         mirrored |= late
-    return mapped, ratios, mirrored, headed
+    uncrossed = np.zeros(len(kps), dtype=bool)
+    if cfg.legs == "uncross":
+        mapped, uncrossed = uncross_legs(mapped)
+    return mapped, ratios, mirrored, headed, uncrossed
 
 
 # --------------------------------------------------------------------------- drawing
@@ -370,8 +375,8 @@ def run_labels(
         head = load_target_head(norm) if cfg.transfer.head != "source" else None
         if cfg.transfer.head != "source" and head is None:
             log.warning("head: the target shows no whole face in any frame; source heads are left as found")
-        target_px, ratios, mirrored, headed = transfer_keypoints(kps, load_mapping(norm), cfg.transfer, bones,
-                                                                 facing, head)
+        target_px, ratios, mirrored, headed, uncrossed = transfer_keypoints(kps, load_mapping(norm), cfg.transfer,
+                                                                            bones, facing, head)
         log.info("head: %d of %d source frames got the target's head (labels.transfer.head)",
                  int(headed.sum()), len(headed))
         if cfg.transfer.facing == "target":
@@ -381,7 +386,6 @@ def run_labels(
             transfer_info = {"target_facing": facing, "mirrored_frames": int(mirrored.sum())}
         transfer_info["headed_frames"] = int(headed.sum())
         if cfg.transfer.legs == "uncross":
-            target_px, uncrossed = uncross_legs(target_px)
             log.info("legs: %d of %d source frames had crossed legs; they are named by their side of the hips",
                      int(uncrossed.sum()), len(uncrossed))
             transfer_info["uncrossed_frames"] = int(uncrossed.sum())

@@ -111,8 +111,8 @@ def test_a_source_with_longer_legs_gets_the_targets_leg_lengths(stretched):
     _, src = _load_poses(stretched["source"])
     bones = json.loads(stretched["norm"].read_text())["bones"]["target"]
     mapping = load_mapping(stretched["norm"])
-    plain, none_ratios, _, _ = transfer_keypoints(src, mapping, TransferLabelsConfig(smoothing="none", retarget="none"))
-    fitted, ratios, _, _ = transfer_keypoints(src, mapping, TransferLabelsConfig(smoothing="none", retarget="bones"), bones)
+    plain, none_ratios, _, _, _ = transfer_keypoints(src, mapping, TransferLabelsConfig(smoothing="none", retarget="none"))
+    fitted, ratios, _, _, _ = transfer_keypoints(src, mapping, TransferLabelsConfig(smoothing="none", retarget="bones"), bones)
     assert none_ratios is None and ratios["thigh"] < 0.97 and ratios["shin"] < 0.97
     got_plain, got = _leg_lengths(plain), _leg_lengths(fitted)
     for b in ("thigh", "shin"):
@@ -210,7 +210,7 @@ def test_a_side_on_source_is_never_drawn_wider_than_the_target(tmp_path):
     paths = _pair(tmp_path, target, source)
     _, src = _load_poses(paths["source"])
     bones = json.loads(paths["norm"].read_text())["bones"]["target"]
-    got, ratios, _, _ = transfer_keypoints(src, load_mapping(paths["norm"]),
+    got, ratios, _, _, _ = transfer_keypoints(src, load_mapping(paths["norm"]),
                                            TransferLabelsConfig(smoothing="none", retarget="bones"), bones)
     assert ratios["shoulder"] > 2.5 and ratios["hip"] > 2.5
     longest_target = max(_lengths(target, "left_hip", "right_hip").max(), 1e-9)
@@ -242,11 +242,11 @@ def test_missing_joints_stay_missing_and_orphans_move_with_their_ancestor():
 
 
 def test_retarget_none_is_the_normalised_pose_as_before(stretched):
-    """`none` is exactly gap filling → smoothing → the normfit mapping, untouched."""
+    """`none` is exactly gap filling → smoothing → the normfit mapping, untouched (legs left as named)."""
     _, src = _load_poses(stretched["source"])
-    cfg = TransferLabelsConfig(retarget="none")
+    cfg = TransferLabelsConfig(retarget="none", legs="source")
     mapping = load_mapping(stretched["norm"])
-    got, ratios, _, _ = transfer_keypoints(src, mapping, cfg)
+    got, ratios, _, _, _ = transfer_keypoints(src, mapping, cfg)
     k = smooth(interpolate_gaps(src, cfg.gap_max), cfg.smoothing, cfg.window, cfg.polyorder)
     ay = ankle_positions(k)[1]
     np.testing.assert_array_equal(got, apply_mapping(k, mapping, ankle_y=ay, body_x=hip_x(k)))
