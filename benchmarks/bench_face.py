@@ -23,9 +23,9 @@ from collections.abc import Callable
 import torch
 
 from dancepipe.config import load_params
-from dancepipe.face.networks import FaceGenerator, FaceRefiner
-from dancepipe.facebox import face_box_size
-from dancepipe.networks import GeneratorArch, build_generator, init_weights
+from dancepipe.model.face_networks import FaceGenerator, FaceRefiner
+from dancepipe.model.networks import GeneratorArch, build_generator, init_weights
+from dancepipe.transfer.facebox import face_box_size
 
 
 def _time_pair(a: Callable[[], object], b: Callable[[], object], repeats: int,

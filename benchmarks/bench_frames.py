@@ -1,10 +1,10 @@
 """Frames stage speed vs the ffmpeg command line doing the same work.
 
 For each demo clip, both sides decode the video, crop it to the same box (the
-:class:`~dancepipe.transform.CropTransform` our stage fits), scale it to the training
+:class:`~dancepipe.video.crop.CropTransform` our stage fits), scale it to the training
 size with an area filter and write one JPEG per frame:
 
-* dancepipe: ``dancepipe.frames.extract_frames`` (library call, ``frames`` params);
+* dancepipe: ``dancepipe.video.frames.extract_frames`` (library call, ``frames`` params);
 * anchor: ``ffmpeg -threads N -i clip -vf [pad,]crop,scale=...:flags=area -q:v 2 %06d.jpg``
   with the ffmpeg binary from ``imageio-ffmpeg`` and N = ``frames.workers``.
 
@@ -32,10 +32,10 @@ import pandas as pd
 
 from dancepipe.assets import fetch_asset
 from dancepipe.config import load_config
-from dancepipe.frames import FramesConfig, extract_frames, plan_transform
-from dancepipe.keypoints import SCHEMA, read_table
-from dancepipe.transform import CropTransform
-from dancepipe.video import probe
+from dancepipe.pose.keypoints import SCHEMA, read_table
+from dancepipe.video.crop import CropTransform
+from dancepipe.video.decode import probe
+from dancepipe.video.frames import FramesConfig, extract_frames, plan_transform
 
 CLIPS = {"dancer": "dancer", "walker": "sports2d"}  # demo subject -> its pinned clip (params.yaml)
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from dancepipe.config import load_params
-from dancepipe.labels import DrawConfig, LabelsConfig, run_labels
+from dancepipe.transfer.labels import DrawConfig, LabelsConfig, run_labels
 from tests.fixtures.labels import depth_walk, write_frames_dir, write_pose_table
 
 

@@ -1,11 +1,11 @@
 """Benchmark the poses stage against a plain Ultralytics loop, and its memory in clip length.
 
-1. Speed: frames/s of :func:`dancepipe.poses.extract_poses` vs
+1. Speed: frames/s of :func:`dancepipe.pose.detect.extract_poses` vs
    ``for r in YOLO(weights).predict(video, stream=True): ...`` on the same clip, model,
    image size and confidence threshold (goal: ratio >= 1.3).
 2. Memory: peak RSS of ``extract_poses`` on a clip 10x longer than the demo (the demo
    looped, written with PyAV) vs on the demo itself (goal: ratio <= 1.2).
-3. Offline fallback: seconds :func:`dancepipe.posemodel.resolve_weights` takes to fall
+3. Offline fallback: seconds :func:`dancepipe.pose.estimator.resolve_weights` takes to fall
    back from ``yolov8n-pose.pt`` to the pinned copy with ``YOLO_OFFLINE=1`` in an empty
    working directory (goal: < 10 s; it must not wait on the network).
 
@@ -37,7 +37,7 @@ torch.set_num_threads(int(threads))
 if mode == "anchor":
     from ultralytics import YOLO
 else:
-    from dancepipe.poses import PosesConfig, extract_poses
+    from dancepipe.pose.detect import PosesConfig, extract_poses
 
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -75,7 +75,7 @@ def run_child(mode: str, video: Path, weights: Path, out: Path, args: argparse.N
 
 FALLBACK_CHILD = r"""
 import json, time
-from dancepipe.posemodel import resolve_weights
+from dancepipe.pose.estimator import resolve_weights
 start = time.perf_counter()
 got = resolve_weights("yolov8n-pose.pt")
 print(json.dumps({"seconds": time.perf_counter() - start, "file": got.name}))
@@ -97,7 +97,7 @@ def loop_clip(src: Path, dst: Path, times: int) -> int:
     """Write ``src`` played ``times`` times in a row to ``dst`` (H.264, same size and rate); return frames."""
     import av
 
-    from dancepipe.video import iter_frames, probe
+    from dancepipe.video.decode import iter_frames, probe
 
     info = probe(src)
     n = 0

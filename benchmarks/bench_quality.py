@@ -19,7 +19,7 @@ Bars (issue 10):
 
 Beside the bars it prints, per dance, how many of its generated frames ask for a pose the
 target's footage covers and the pose distance on those and on the rest
-(:class:`dancepipe.baseline.Repertoire`): the part of the error that is extrapolation;
+(:class:`dancepipe.output.baseline.Repertoire`): the part of the error that is extrapolation;
 and its pose distance by part of the body (head, torso, arms, legs).
 
 Run: ``python -m benchmarks.bench_quality [--metrics metrics]``. Exit status 1 when a
@@ -92,7 +92,7 @@ def coverage_line(source: str, t: dict[str, Any]) -> str:
 def parts_line(t: dict[str, Any]) -> str | None:
     """A dance's pose distance by part of the body (metrics.JOINT_GROUPS); None when it has none."""
     from dancepipe.cli import figure
-    from dancepipe.metrics import JOINT_GROUPS
+    from dancepipe.output.metrics import JOINT_GROUPS
 
     parts = [(p, _num(t, f"pose_distance_{p}")) for p in JOINT_GROUPS]
     if all(v is None for _, v in parts):

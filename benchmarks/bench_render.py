@@ -7,7 +7,7 @@ labels and a source pose table, and measures in the same run:
 
 * **anchor**: the generator alone — the same sequential recurrence on label tensors
   already in memory, nothing else;
-* **render**: :func:`dancepipe.render.render_transfer` end to end — label PNG reading
+* **render**: :func:`dancepipe.output.render.render_transfer` end to end — label PNG reading
   (prefetch thread), generator, face refinement, H.264 encoding of the transfer and
   the side-by-side videos (encoder thread) with the demo source's audio remuxed.
 
@@ -34,11 +34,11 @@ import torch
 
 from dancepipe.assets import fetch_asset
 from dancepipe.config import load_config
-from dancepipe.devices import resolve_device
-from dancepipe.face.networks import FaceGenerator, FaceRefiner
-from dancepipe.images import read_rgb
-from dancepipe.networks import GeneratorArch, build_generator, init_weights
-from dancepipe.render import generate_sequence, render_transfer
+from dancepipe.hardware.devices import resolve_device
+from dancepipe.model.face_networks import FaceGenerator, FaceRefiner
+from dancepipe.model.networks import GeneratorArch, build_generator, init_weights
+from dancepipe.output.render import generate_sequence, render_transfer
+from dancepipe.video.images import read_rgb
 
 
 def _write_inputs(root: Path, n: int, width: int, height: int, source: Path) -> tuple[Path, Path]:
@@ -50,7 +50,7 @@ def _write_inputs(root: Path, n: int, width: int, height: int, source: Path) -> 
     import cv2
     import pandas as pd
 
-    from dancepipe.video import probe
+    from dancepipe.video.decode import probe
 
     labels = root / "labels"
     labels.mkdir()

@@ -2,8 +2,8 @@
 
 Both loops train the same architecture with the same losses on the same batches:
 
-* **ours** — :class:`dancepipe.train.Trainer` fed by :class:`dancepipe.dataset.PairBatches`
-  through :func:`dancepipe.dataset.make_loader`, with the speed switches resolved for the
+* **ours** — :class:`dancepipe.model.train.Trainer` fed by :class:`dancepipe.model.dataset.PairBatches`
+  through :func:`dancepipe.model.dataset.make_loader`, with the speed switches resolved for the
   device exactly as the train stage does (``auto``: bf16 autocast, channels_last, pinned
   memory and loader workers on CUDA; nothing extra on CPU). It also freezes D during the
   generator pass, where the real pair's D features and perceptual features are computed
@@ -33,11 +33,11 @@ import torch
 import torch.nn.functional as F
 
 from dancepipe.config import load_params
-from dancepipe.dataset import PairBatches, TrainingData, batch_indices, make_loader, to_model_range
-from dancepipe.features import build_feature_net
-from dancepipe.losses import PerceptualLoss, build_gan_loss, feature_matching
-from dancepipe.networks import Generator, MultiscaleDiscriminator, init_weights, temporal_pair
-from dancepipe.train import TrainConfig, Trainer, configure_backends, resolve_switches
+from dancepipe.model.dataset import PairBatches, TrainingData, batch_indices, make_loader, to_model_range
+from dancepipe.model.features import build_feature_net
+from dancepipe.model.losses import PerceptualLoss, build_gan_loss, feature_matching
+from dancepipe.model.networks import Generator, MultiscaleDiscriminator, init_weights, temporal_pair
+from dancepipe.model.train import TrainConfig, Trainer, configure_backends, resolve_switches
 
 
 def synthetic_data(n: int, height: int, width: int, seed: int = 0) -> TrainingData:

@@ -30,7 +30,7 @@ KEYS = CATALOG_KEYS
 # only, so "-" can join a pair unambiguously.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]{0,63}$")
 NAME_RULE = "letters, digits and underscores, starting with a letter or digit, at most 64 characters"
-# How the person to follow is chosen when the video shows several (dancepipe.tracking).
+# How the person to follow is chosen when the video shows several (dancepipe.pose.tracks).
 PERSON_RULES = ("auto", "largest", "longest")
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]

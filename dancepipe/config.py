@@ -37,15 +37,15 @@ class StageConfig(BaseModel):
 # section path in params.yaml -> "module:ClassName" (imported lazily so that e.g.
 # the ingest stage never imports torch).
 SECTIONS: dict[str, str] = {
-    "poses": "dancepipe.poses:PosesConfig",
+    "poses": "dancepipe.pose.detect:PosesConfig",
     "tracking": "dancepipe.catalog:TrackingConfig",
-    "frames": "dancepipe.frames:FramesConfig",
-    "normfit": "dancepipe.normalize:NormfitConfig",
-    "labels": "dancepipe.labels:LabelsConfig",
-    "train": "dancepipe.train:TrainConfig",
-    "train_face": "dancepipe.face.train:FaceConfig",
-    "render": "dancepipe.render:RenderConfig",
-    "evaluate": "dancepipe.evaluate:EvaluateConfig",
+    "frames": "dancepipe.video.frames:FramesConfig",
+    "normfit": "dancepipe.transfer.normalize:NormfitConfig",
+    "labels": "dancepipe.transfer.labels:LabelsConfig",
+    "train": "dancepipe.model.train:TrainConfig",
+    "train_face": "dancepipe.model.face_train:FaceConfig",
+    "render": "dancepipe.output.render:RenderConfig",
+    "evaluate": "dancepipe.output.evaluate:EvaluateConfig",
 }
 
 

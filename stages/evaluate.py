@@ -6,7 +6,7 @@ import click
 
 from dancepipe.cli import PARAMS_OPTION, figure, progress, stage_command
 from dancepipe.config import load_config
-from dancepipe.evaluate import EvaluateConfig, run_holdout
+from dancepipe.output.evaluate import EvaluateConfig, run_holdout
 
 _FILE = click.Path(dir_okay=False)
 _DIR = click.Path(file_okay=False)

@@ -6,8 +6,8 @@ import click
 
 from dancepipe.cli import PARAMS_OPTION, figure, progress, stage_command
 from dancepipe.config import load_config
-from dancepipe.evaluate import EvaluateConfig, run_transfer
-from dancepipe.gaps import EMPTY_RULES
+from dancepipe.output.evaluate import EvaluateConfig, run_transfer
+from dancepipe.output.personless import EMPTY_RULES
 
 _FILE = click.Path(dir_okay=False)
 _DIR = click.Path(file_okay=False)

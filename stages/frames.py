@@ -6,7 +6,7 @@ import click
 
 from dancepipe.cli import PARAMS_OPTION, progress, stage_command
 from dancepipe.config import load_config
-from dancepipe.frames import count_rows, extract_frames
+from dancepipe.video.frames import count_rows, extract_frames
 
 
 @click.command()

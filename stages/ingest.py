@@ -6,7 +6,7 @@ import click
 
 from dancepipe.catalog import load_catalog
 from dancepipe.cli import PARAMS_OPTION, stage_command
-from dancepipe.ingest import ingest_video
+from dancepipe.video.ingest import ingest_video
 
 
 @click.command()

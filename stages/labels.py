@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from dancepipe.cli import PARAMS_OPTION, progress, stage_command
-from dancepipe.labels import load_labels_config, run_labels
+from dancepipe.transfer.labels import load_labels_config, run_labels
 
 
 @click.command()

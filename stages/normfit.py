@@ -6,7 +6,7 @@ import click
 
 from dancepipe.cli import PARAMS_OPTION, progress, stage_command
 from dancepipe.config import load_config
-from dancepipe.normalize import run_normfit
+from dancepipe.transfer.normalize import run_normfit
 
 
 @click.command()

@@ -6,8 +6,8 @@ import click
 
 from dancepipe.cli import PARAMS_OPTION, progress, stage_command
 from dancepipe.config import load_config
-from dancepipe.poses import extract_poses
-from dancepipe.video import probe
+from dancepipe.pose.detect import extract_poses
+from dancepipe.video.decode import probe
 
 
 @click.command()

@@ -6,7 +6,7 @@ import click
 
 from dancepipe.cli import PARAMS_OPTION, progress, stage_command
 from dancepipe.config import load_config
-from dancepipe.render import RenderConfig, count_frames, run_render
+from dancepipe.output.render import RenderConfig, count_frames, run_render
 
 _FILE = click.Path(dir_okay=False)
 _DIR = click.Path(file_okay=False)

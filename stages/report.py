@@ -6,7 +6,7 @@ import click
 
 from dancepipe.catalog import load_catalog
 from dancepipe.cli import PARAMS_OPTION, stage_command
-from dancepipe.report import write_index
+from dancepipe.output.report import write_index
 
 
 @click.command()

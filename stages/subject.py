@@ -6,7 +6,7 @@ import click
 
 from dancepipe.catalog import load_catalog, load_tracking
 from dancepipe.cli import PARAMS_OPTION, stage_command
-from dancepipe.subject import run_subject
+from dancepipe.pose.subject import run_subject
 
 
 @click.command()

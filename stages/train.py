@@ -8,12 +8,12 @@ from contextlib import nullcontext
 
 import click
 
-from dancepipe import distributed as du
 from dancepipe.cli import PARAMS_OPTION, progress, stage_command
 from dancepipe.config import load_config
-from dancepipe.devices import resolve_device
 from dancepipe.errors import DancepipeError
-from dancepipe.train import check_devices, run_training
+from dancepipe.hardware import distributed as du
+from dancepipe.hardware.devices import resolve_device
+from dancepipe.model.train import check_devices, run_training
 
 DIR = click.Path(file_okay=False)
 

@@ -6,7 +6,7 @@ import click
 
 from dancepipe.cli import PARAMS_OPTION, progress, stage_command
 from dancepipe.config import load_config
-from dancepipe.face.train import read_feature_net, train_face
+from dancepipe.model.face_train import read_feature_net, train_face
 
 
 @click.command()

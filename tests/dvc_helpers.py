@@ -191,12 +191,12 @@ def shorten_clip(src: Path, dest: Path, step: int, scale: float, max_frames: int
 
     The frame rate is divided by ``step`` so the clip keeps its real duration and
     motion range, and an audio track is re-encoded (AAC) so the clip stays a faithful
-    stand-in for the demo. Frames come out upright via :mod:`dancepipe.video`.
+    stand-in for the demo. Frames come out upright via :mod:`dancepipe.video.decode`.
     """
     import av
     import cv2
 
-    from dancepipe.video import iter_frames, probe
+    from dancepipe.video.decode import iter_frames, probe
 
     info = probe(src)
     fps = Fraction(info.fps).limit_denominator(1001) / step

@@ -1,11 +1,11 @@
 """Content checks of stick-figure label images, written from the drawing spec (docs/labels.md),
-not from dancepipe.skeleton's tables."""
+not from dancepipe.pose.skeleton's tables."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from dancepipe.keypoints import KP
+from dancepipe.pose.keypoints import KP
 
 # The dot colour (RGB) of each body joint: left warm, right cool, one colour per joint.
 JOINT_COLOURS: dict[str, tuple[int, int, int]] = {

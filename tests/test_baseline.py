@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dancepipe import baseline as B
-from dancepipe.keypoints import KP
+from dancepipe.output import baseline as B
+from dancepipe.pose.keypoints import KP
 
 # A standing figure in pixels relative to its hip midpoint (image y grows downwards):
 # highest point the eyes at y = -63, lowest the ankles at y = 60, so body height 123.

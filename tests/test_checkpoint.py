@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dancepipe import checkpoint as ckpt
 from dancepipe.errors import DancepipeError
-from dancepipe.networks import GeneratorArch, build_generator, init_weights
+from dancepipe.model import checkpoint as ckpt
+from dancepipe.model.networks import GeneratorArch, build_generator, init_weights
 
 
 def _generator(local: bool = False):

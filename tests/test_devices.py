@@ -1,12 +1,12 @@
-"""The one device resolver every stage uses (dancepipe.devices)."""
+"""The one device resolver every stage uses (dancepipe.hardware.devices)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from dancepipe.devices import check_device, resolve_device
 from dancepipe.errors import DancepipeError
+from dancepipe.hardware.devices import check_device, resolve_device
 
 
 @pytest.mark.parametrize("value, expected", [("auto", "auto"), ("CPU", "cpu"), (" cuda:1 ", "cuda:1"), ("mps", "mps")])

@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from dancepipe import distributed as du
-from dancepipe.dataset import PairBatches, load_training_data, to_model_range
-from dancepipe.train import TrainConfig, Trainer, resolve_switches
+from dancepipe.hardware import distributed as du
+from dancepipe.model.dataset import PairBatches, load_training_data, to_model_range
+from dancepipe.model.train import TrainConfig, Trainer, resolve_switches
 from tests.fixtures.train import TINY_TRAIN, write_clip
 
 STEPS = 4
@@ -106,8 +106,8 @@ def test_stage_with_two_devices_runs_torchrun_and_only_rank_0_writes(tmp_path) -
     """``train.devices: 2`` on CPU: the stage relaunches itself under torchrun (two gloo ranks).
     Every output is written once, by rank 0, and the generator is the one a single process
     reaches with the same global batch."""
-    from dancepipe.checkpoint import list_checkpoints, load_generator
-    from dancepipe.train import run_training
+    from dancepipe.model.checkpoint import list_checkpoints, load_generator
+    from dancepipe.model.train import run_training
 
     frames, labels = write_clip(tmp_path / "clip", n=12)
     common = {"steps": STEPS, "checkpoint_every": 2, "sample_every": 2, "num_d": 2, "lr": 1e-3, "amp": "off",
@@ -139,7 +139,7 @@ def test_stage_with_two_devices_runs_torchrun_and_only_rank_0_writes(tmp_path) -
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        from dancepipe.train import TrainConfig
+        from dancepipe.model.train import TrainConfig
 
         single = run_training(TrainConfig(**{**TINY_TRAIN, **common, "batch_size": 2}), frames, labels,
                               tmp_path / "single" / "generator.pt", tmp_path / "single" / "ck",

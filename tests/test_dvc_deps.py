@@ -82,9 +82,9 @@ def test_stage_code_deps_are_exactly_its_import_closure(name: str) -> None:
 def test_closure_follows_imports_transitively() -> None:
     """Render reaches the face refiner through the face checkpoint module, and no training code."""
     closure = code_closure(ROOT / "stages" / "render.py")
-    assert {"dancepipe/face/checkpoint.py", "dancepipe/face/networks.py", "dancepipe/face/__init__.py",
-            "dancepipe/networks.py", "dancepipe/__init__.py"} <= closure
-    assert not {"dancepipe/train.py", "dancepipe/face/train.py", "dancepipe/features.py"} & closure
+    assert {"dancepipe/model/face_checkpoint.py", "dancepipe/model/face_networks.py", "dancepipe/model/__init__.py",
+            "dancepipe/model/networks.py", "dancepipe/__init__.py"} <= closure
+    assert not {"dancepipe/model/train.py", "dancepipe/model/face_train.py", "dancepipe/model/features.py"} & closure
 
 
 def test_the_library_has_no_import_cycle() -> None:

@@ -8,9 +8,9 @@ import av
 import numpy as np
 import pytest
 
-from dancepipe.encode import fps_fraction, mp4_writer
 from dancepipe.errors import DancepipeError
-from dancepipe.video import iter_frames, probe
+from dancepipe.video.decode import iter_frames, probe
+from dancepipe.video.encode import fps_fraction, mp4_writer
 from tests.conftest import write_video
 
 
@@ -273,7 +273,7 @@ def test_each_documented_audio_codec_is_copied_or_reencoded_to_aac(tmp_path, cas
 
 def test_probe_names_the_audio_codec_not_its_decoder(tmp_path):
     """MP3 decodes with FFmpeg's 'mp3float' decoder; probe (and so meta.json) says 'mp3'."""
-    from dancepipe.video import probe
+    from dancepipe.video.decode import probe
 
     name, encoder, options, video_codec, _, _ = AUDIO_SOURCES["mp3 in avi"]
     src = write_tone_source(tmp_path / name, encoder, video_codec, options=options)

@@ -16,11 +16,17 @@ import yaml
 from click.testing import CliRunner
 
 from dancepipe.errors import DancepipeError
-from dancepipe.evaluate import EvaluateConfig, evaluate_holdout, evaluate_transfer, run_holdout, run_transfer
-from dancepipe.images import read_rgb
-from dancepipe.keypoints import KEYPOINT_COLUMNS, KP
-from dancepipe.metrics import PSNR_CAP
-from dancepipe.render import RenderConfig, run_render
+from dancepipe.output.evaluate import (
+    EvaluateConfig,
+    evaluate_holdout,
+    evaluate_transfer,
+    run_holdout,
+    run_transfer,
+)
+from dancepipe.output.metrics import PSNR_CAP
+from dancepipe.output.render import RenderConfig, run_render
+from dancepipe.pose.keypoints import KEYPOINT_COLUMNS, KP
+from dancepipe.video.images import read_rgb
 from tests.conftest import write_video
 from tests.fixtures.render import sway_keypoints, write_labels_dir, write_tiny_generator
 
@@ -60,7 +66,7 @@ class LabelEcho(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def pose_model(pose_weights):
-    from dancepipe.posemodel import load_pose_model
+    from dancepipe.pose.estimator import load_pose_model
 
     return load_pose_model(str(pose_weights), "cpu")
 
@@ -104,7 +110,7 @@ def test_perfect_reconstruction_scores_ssim_one_psnr_cap_and_real_warp_error(dat
 
 
 def test_a_worse_generator_scores_worse(data, pose_model):
-    from dancepipe.checkpoint import load_generator
+    from dancepipe.model.checkpoint import load_generator
 
     g, _ = load_generator(data["generator"])
     cfg = EvaluateConfig(sample_frames=0, imgsz=128)
@@ -406,8 +412,8 @@ def test_stage_cli_rejects_a_video_that_does_not_match_the_labels(data, tmp_path
 def test_transfer_coverage_splits_the_pose_distance_by_the_targets_repertoire(data, pose_model):
     """A repertoire holding exactly the poses of label rows 0-3 (threshold ~0): those rows are at distance 0
     and covered, the swaying rows 4-7 are not; each pose distance is reported on its side of the split."""
-    from dancepipe.baseline import Repertoire
-    from dancepipe.keypoints import columns_to_keypoints, read_index
+    from dancepipe.output.baseline import Repertoire
+    from dancepipe.pose.keypoints import columns_to_keypoints, read_index
 
     kps = columns_to_keypoints(read_index(data["labels"], "labels"))
     ev = evaluate_transfer(pose_model, EvaluateConfig(imgsz=128), labels_dir=data["labels"], video=data["video"],
@@ -426,8 +432,8 @@ def test_transfer_coverage_splits_the_pose_distance_by_the_targets_repertoire(da
 
 def test_coverage_figures_average_the_pose_distance_on_each_side_of_the_split():
     """(The tiny test generator's frames show nobody, so the split's averages are checked on a table.)"""
-    from dancepipe.baseline import Repertoire
-    from dancepipe.evaluate import _coverage_summary
+    from dancepipe.output.baseline import Repertoire
+    from dancepipe.output.evaluate import _coverage_summary
 
     df = pd.DataFrame({"pose_distance": [0.1, 0.2, np.nan, 0.4, 0.3, np.nan],
                        "covered": pd.array([1, 0, 1, 0, pd.NA, pd.NA], dtype="Int64")})
@@ -440,8 +446,8 @@ def test_coverage_figures_average_the_pose_distance_on_each_side_of_the_split():
 def test_the_stage_reads_the_repertoire_from_the_targets_labels_and_generator_split(data, tmp_path, pose_weights):
     """The generator's split says frames 0-3 trained, 4-7 held out: the threshold is the 95th percentile of the
     held-out poses' distances to the training ones. One of the two options alone is an error."""
-    from dancepipe.baseline import nearest_poses
-    from dancepipe.keypoints import columns_to_keypoints, read_index
+    from dancepipe.output.baseline import nearest_poses
+    from dancepipe.pose.keypoints import columns_to_keypoints, read_index
     from stages.evaluate_transfer import main
 
     params = tmp_path / "params.yaml"
@@ -542,9 +548,9 @@ def test_evaluate_on_the_demo_gives_every_metric_finite_and_in_range(
 def test_pose_distance_measures_the_subject_never_the_bystander(demo_frames, demo_labels, pose_model):
     """On real demo frames the subject is found close to its own keypoints; with the subject
     painted out, the background bystander the detector still finds is not taken for it."""
-    from dancepipe.evaluate import detect_subjects
-    from dancepipe.keypoints import columns_to_keypoints
-    from dancepipe.metrics import pose_distance, subject_box
+    from dancepipe.output.evaluate import detect_subjects
+    from dancepipe.output.metrics import pose_distance, subject_box
+    from dancepipe.pose.keypoints import columns_to_keypoints
 
     frames = demo_frames["target"]
     lab = pd.read_parquet(demo_labels["train"] / "index.parquet")

@@ -14,16 +14,16 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dancepipe.checkpoint import load_generator, save_generator
 from dancepipe.config import build_config
 from dancepipe.errors import DancepipeError
-from dancepipe.face.checkpoint import FORMAT, load_face_model
-from dancepipe.face.dataset import boxes_from_index, chain_segments, collect_face_crops
-from dancepipe.face.networks import FaceGenerator, FaceRefiner
-from dancepipe.face.train import FaceConfig, fit_face
-from dancepipe.facebox import compute_face_boxes, face_box_size
-from dancepipe.keypoints import KP
-from dancepipe.networks import GeneratorArch, build_generator, init_weights
+from dancepipe.model.checkpoint import load_generator, save_generator
+from dancepipe.model.face_checkpoint import FORMAT, load_face_model
+from dancepipe.model.face_dataset import boxes_from_index, chain_segments, collect_face_crops
+from dancepipe.model.face_networks import FaceGenerator, FaceRefiner
+from dancepipe.model.face_train import FaceConfig, fit_face
+from dancepipe.model.networks import GeneratorArch, build_generator, init_weights
+from dancepipe.pose.keypoints import KP
+from dancepipe.transfer.facebox import compute_face_boxes, face_box_size
 from stages.train_face import main as train_face_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: one thread is faster on 2 loaded cores
@@ -348,7 +348,7 @@ def _demo_dirs(demo_frames, demo_labels) -> tuple[Path, Path]:
 def test_short_overfit_on_demo_faces_lowers_face_error_and_freezes_the_generator(
     demo_generator, demo_frames, demo_labels,
 ):
-    from dancepipe.features import build_feature_net
+    from dancepipe.model.features import build_feature_net
 
     frames, labels = _demo_dirs(demo_frames, demo_labels)
     gen, meta = load_generator(demo_generator)
@@ -376,7 +376,7 @@ def test_demo_face_model_refines_transfer_frames(demo_face, demo_generator, demo
     boxes = boxes_from_index(index)
     labels = np.stack([cv2.cvtColor(cv2.imread(str(Path(demo_labels["transfer"]) / f)), cv2.COLOR_BGR2RGB)
                        for f in index["file"]])
-    from dancepipe.networks import to_model
+    from dancepipe.model.networks import to_model
 
     label = to_model(labels)
     with torch.no_grad():

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dancepipe.facing import (
+from dancepipe.pose.keypoints import COCO_NAMES, FACE_POINTS, KP, columns_to_keypoints, read_table
+from dancepipe.transfer.facing import (
     MIRROR,
     dominant_facing,
     facing_counts,
@@ -16,9 +17,8 @@ from dancepipe.facing import (
     mirror_sides,
     uncross_legs,
 )
-from dancepipe.keypoints import COCO_NAMES, FACE_POINTS, KP, columns_to_keypoints, read_table
-from dancepipe.labels import LabelsConfig, TransferLabelsConfig, run_labels
-from dancepipe.normalize import NormfitConfig, load_target_facing, run_normfit
+from dancepipe.transfer.labels import LabelsConfig, TransferLabelsConfig, run_labels
+from dancepipe.transfer.normalize import NormfitConfig, load_target_facing, run_normfit
 from tests.fixtures.labels import write_frames_dir, write_pose_table
 from tests.test_retarget import LENGTHS, articulated
 

@@ -1,4 +1,4 @@
-"""The frames stage (dancepipe.frames, stages/frames.py) on synthetic clips and on the demo."""
+"""The frames stage (dancepipe.video.frames, stages/frames.py) on synthetic clips and on the demo."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from click.testing import CliRunner
 
 from dancepipe.config import build_config
 from dancepipe.errors import DancepipeError
-from dancepipe.frames import FramesConfig, extract_frames
-from dancepipe.keypoints import SCHEMA, read_table, write_table
-from dancepipe.transform import CropTransform, load_frames_dir
-from dancepipe.video import iter_frames
+from dancepipe.pose.keypoints import SCHEMA, read_table, write_table
+from dancepipe.video.crop import CropTransform, load_frames_dir
+from dancepipe.video.decode import iter_frames
+from dancepipe.video.frames import FramesConfig, extract_frames
 from stages.frames import main as frames_main
 
 W, H, N = 160, 120, 8
@@ -184,7 +184,7 @@ def test_params_yaml_frames_section_is_valid_and_default(repo_root):
     assert build_config(FramesConfig, params, section="frames") == FramesConfig()
     dvc = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]["frames"]["do"]
     assert dvc["params"] == ["frames"]
-    assert {"stages/frames.py", "dancepipe/frames.py", "dancepipe/transform.py", "dancepipe/video.py"} <= set(dvc["deps"])
+    assert {"stages/frames.py", "dancepipe/video/frames.py", "dancepipe/video/crop.py", "dancepipe/video/decode.py"} <= set(dvc["deps"])
 
 
 def _invoke(tmp_path: Path, video: Path, poses: Path, section: dict):

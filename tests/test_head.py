@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from dancepipe.errors import DancepipeError
-from dancepipe.head import FACE, complete_heads, head_shape, lost_heads, turned_heads
-from dancepipe.keypoints import KP, columns_to_keypoints, read_table
-from dancepipe.labels import LabelsConfig, TransferLabelsConfig, run_labels
-from dancepipe.normalize import NormfitConfig, load_target_head, run_normfit
+from dancepipe.pose.keypoints import KP, columns_to_keypoints, read_table
+from dancepipe.transfer.head import FACE, complete_heads, head_shape, lost_heads, turned_heads
+from dancepipe.transfer.labels import LabelsConfig, TransferLabelsConfig, run_labels
+from dancepipe.transfer.normalize import NormfitConfig, load_target_head, run_normfit
 from tests.fixtures.labels import write_frames_dir, write_pose_table
 from tests.test_facing import WIDTH, _front
 from tests.test_retarget import LENGTHS, articulated

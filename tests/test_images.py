@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dancepipe.errors import DancepipeError
-from dancepipe.images import read_rgb
+from dancepipe.video.images import read_rgb
 
 
 def test_reads_rgb_not_opencvs_bgr(tmp_path):

@@ -1,4 +1,4 @@
-"""The ingest stage (stages/ingest.py, dancepipe.ingest, dancepipe.assets): good and bad inputs."""
+"""The ingest stage (stages/ingest.py, dancepipe.video.ingest, dancepipe.assets): good and bad inputs."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from dancepipe import assets
 from dancepipe.errors import DancepipeError
-from dancepipe.ingest import ingest_video
-from dancepipe.video import probe
+from dancepipe.video.decode import probe
+from dancepipe.video.ingest import ingest_video
 from stages.ingest import main as ingest_main
 
 
@@ -121,7 +121,7 @@ def test_truncated_video_is_ingested_with_a_warning(tmp_path, make_video, caplog
     full = make_video("full.mkv", frames(30), fps=10)
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
-    with caplog.at_level(logging.WARNING, logger="dancepipe.ingest"):
+    with caplog.at_level(logging.WARNING, logger="dancepipe.video.ingest"):
         result, out = run_ingest(tmp_path, {"target": str(cut)})
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "target" / "meta.json").read_text())
@@ -142,7 +142,7 @@ def test_a_demo_clip_is_named_by_its_pointer_file(tmp_path):
 
 def test_demo_pointer_files_name_a_pinned_clip(tmp_path):
     """params.yaml names demo clips by committed .demo files, so dvc.yaml can list every video as a file."""
-    from dancepipe.ingest import demo_clip_name
+    from dancepipe.video.ingest import demo_clip_name
 
     for clip in assets.DEMO_CLIPS:
         assert demo_clip_name(f"inputs/demo/{clip}.demo", root=REPO) == clip
@@ -268,7 +268,7 @@ def test_ingest_of_the_dancer_clip_keeps_its_avi_and_its_one_frame_header_slack(
     Pinned facts from DESIGN.md. One frame short of the header is not damage: no
     warning, but both counts are kept in the metadata.
     """
-    with caplog.at_level(logging.WARNING, logger="dancepipe.ingest"):
+    with caplog.at_level(logging.WARNING, logger="dancepipe.video.ingest"):
         result, out = run_ingest(tmp_path, {"target": str(REPO / "inputs/demo/dancer.demo")})
     assert result.exit_code == 0, result.output
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from dancepipe.errors import DancepipeError
-from dancepipe.keypoints import KEYPOINT_COLUMNS, columns_to_keypoints, read_table
-from dancepipe.labels import LabelsConfig, run_labels, write_label_images
-from dancepipe.normalize import NormfitConfig, run_normfit
-from dancepipe.skeleton import DrawStyle
-from dancepipe.transform import CropTransform
+from dancepipe.pose.keypoints import KEYPOINT_COLUMNS, columns_to_keypoints, read_table
+from dancepipe.pose.skeleton import DrawStyle
+from dancepipe.transfer.labels import LabelsConfig, run_labels, write_label_images
+from dancepipe.transfer.normalize import NormfitConfig, run_normfit
+from dancepipe.video.crop import CropTransform
 from tests.fixtures.labels import depth_walk, write_frames_dir, write_pose_table
 
 CFG = LabelsConfig()

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dancepipe.errors import DancepipeError
-from dancepipe.features import FEATURE_NETS, build_feature_net
-from dancepipe.losses import (
+from dancepipe.model.features import FEATURE_NETS, build_feature_net
+from dancepipe.model.losses import (
     GAN_LOSSES,
     HingeLoss,
     LSGANLoss,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dancepipe import metrics as M
+from dancepipe.output import metrics as M
 
 
 def _texture(h: int = 64, w: int = 80, seed: int = 0) -> np.ndarray:
@@ -86,7 +86,7 @@ DEGRADATIONS = {
 def test_ssim_and_psnr_agree_with_scikit_image(image, degrade):
     """SSIM and PSNR against scikit-image's on photographs (odd-sized crops), 8-bit range 255.
 
-    Settings of :func:`dancepipe.metrics.ssim` (Wang et al.): Gaussian window σ = 1.5
+    Settings of :func:`dancepipe.output.metrics.ssim` (Wang et al.): Gaussian window σ = 1.5
     truncated to 11×11 (skimage's truncate 3.5 gives the same radius 5), K1 = 0.01,
     K2 = 0.03, population (not sample) covariance, reflected borders, mean over
     channels. One difference is by design: skimage's returned mean leaves out a

@@ -7,7 +7,7 @@ import torch
 
 from dancepipe.config import load_params
 from dancepipe.errors import DancepipeError
-from dancepipe.networks import (
+from dancepipe.model.networks import (
     DiscriminatorArch,
     GeneratorArch,
     PairGenerator,
@@ -54,7 +54,7 @@ def _check_discriminator(arch: DiscriminatorArch, h: int, w: int) -> None:
 
 def test_params_yaml_networks_have_the_right_shapes(repo_root) -> None:
     params = load_params(repo_root / "params.yaml")
-    from dancepipe.train import TrainConfig
+    from dancepipe.model.train import TrainConfig
 
     cfg = TrainConfig(**params["train"])
     h, w = params["frames"]["height"], params["frames"]["width"]
@@ -130,8 +130,8 @@ def test_every_sequence_runner_conditions_alike():
     """generate_frames (training samples) and render's streaming recurrence give the same frames."""
     import numpy as np
 
-    from dancepipe.networks import generate_frames, to_model, to_uint8
-    from dancepipe.render import generate_sequence
+    from dancepipe.model.networks import generate_frames, to_model, to_uint8
+    from dancepipe.output.render import generate_sequence
 
     torch.manual_seed(0)
     g = build_generator(GeneratorArch(ngf=8, n_downsample=2, n_blocks=1)).eval()
@@ -154,7 +154,7 @@ def test_every_sequence_runner_conditions_alike():
 
 def test_next_frame_in_bf16_is_float32_and_close_to_fp32():
     """bf16 autocast changes the arithmetic, not the dtype or (beyond rounding) the picture."""
-    from dancepipe.networks import next_frame
+    from dancepipe.model.networks import next_frame
 
     torch.manual_seed(0)
     g = build_generator(GeneratorArch(ngf=8, n_downsample=2, n_blocks=1)).eval()
@@ -173,7 +173,7 @@ def test_next_frame_in_bf16_is_float32_and_close_to_fp32():
 def test_image_conversions_round_trip():
     import numpy as np
 
-    from dancepipe.networks import to_model, to_uint8
+    from dancepipe.model.networks import to_model, to_uint8
 
     img = np.arange(32 * 48 * 3, dtype=np.int64).reshape(32, 48, 3).astype(np.uint8)
     t = to_model(img)

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from dancepipe.errors import DancepipeError
-from dancepipe.keypoints import KP
-from dancepipe.normalize import (
+from dancepipe.pose.keypoints import KP
+from dancepipe.transfer.normalize import (
     NormfitConfig,
     NormMapping,
     apply_mapping,
@@ -75,7 +75,7 @@ def test_degenerate_target_range_falls_back_without_dividing_by_zero():
 
 
 def test_degenerate_range_is_recorded_in_stats_json(tmp_path):
-    from dancepipe.normalize import run_normfit
+    from dancepipe.transfer.normalize import run_normfit
 
     t = write_pose_table(tmp_path / "t.parquet", depth_walk(30, 1500, 1500.5, 900, 900), 1080, 1920)
     s = write_pose_table(tmp_path / "s.parquet", depth_walk(30, 400, 800, 300, 500), 1768, 994)

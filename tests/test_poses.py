@@ -20,9 +20,8 @@ from dancepipe.assets import sha256_file
 from dancepipe.catalog import Subject, TrackingConfig
 from dancepipe.config import build_config
 from dancepipe.errors import DancepipeError
-from dancepipe.keypoints import DETECTION_SCHEMA, KP, columns_to_keypoints, read_table, write_table
-from dancepipe.posemodel import load_pose_model, model_sha256, resolve_weights
-from dancepipe.poses import (
+from dancepipe.hardware.precision import resolve_precision
+from dancepipe.pose.detect import (
     Letterbox,
     PoseRunner,
     PosesConfig,
@@ -30,10 +29,11 @@ from dancepipe.poses import (
     extract_poses,
     mask_keypoints,
 )
-from dancepipe.precision import resolve_precision
-from dancepipe.subject import follow
-from dancepipe.tracking import Detections
-from dancepipe.video import iter_frames
+from dancepipe.pose.estimator import load_pose_model, model_sha256, resolve_weights
+from dancepipe.pose.keypoints import DETECTION_SCHEMA, KP, columns_to_keypoints, read_table, write_table
+from dancepipe.pose.subject import follow
+from dancepipe.pose.tracks import Detections
+from dancepipe.video.decode import iter_frames
 from tests.conftest import write_video
 from tests.cpuinfo import cpu_has_native_bf16
 
@@ -81,7 +81,7 @@ def test_config_errors_are_one_sentence(values, match):
 
 
 def test_resolve_weights_local_path(pose_weights: Path, caplog):
-    with caplog.at_level(logging.INFO, logger="dancepipe.posemodel"):
+    with caplog.at_level(logging.INFO, logger="dancepipe.pose.estimator"):
         assert resolve_weights(str(pose_weights)) == pose_weights
     assert f"using local file {pose_weights}" in caplog.text
     assert model_sha256(pose_weights) == "869e83fcdffdc7371fa4e34cd8e51c838cc729571d1635e5141e3075e9319dc0"
@@ -92,7 +92,7 @@ def test_resolve_weights_offline_falls_back_to_pinned_copy_without_a_download(po
     """(How fast the fallback is: benchmarks/bench_poses.py, "offline fallback".)"""
     monkeypatch.setenv("YOLO_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)  # no yolov8n-pose.pt lying around in the working directory
-    with caplog.at_level(logging.INFO, logger="dancepipe.posemodel"):
+    with caplog.at_level(logging.INFO, logger="dancepipe.pose.estimator"):
         got = resolve_weights("yolov8n-pose.pt")
     assert "YOLO_OFFLINE is set, so no download is attempted" in caplog.text
     assert got.name == "yolo11n-pose.pt" and sha256_file(got) == sha256_file(pose_weights)
@@ -222,7 +222,7 @@ def test_bf16_keeps_keypoints_close_to_fp32(small_clip: Path, pose_weights: Path
 def test_resolve_precision():
     assert resolve_precision("fp32", "cpu", "poses.precision") == "fp32"
     assert resolve_precision("bf16", "cpu", "poses.precision") == "bf16"
-    from dancepipe.precision import native_bf16
+    from dancepipe.hardware.precision import native_bf16
 
     # the oracle is the kernel's CPU flags, not dancepipe's own bf16 probe
     assert resolve_precision("auto", "cpu", "poses.precision") == ("bf16" if cpu_has_native_bf16() else "fp32")

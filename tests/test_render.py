@@ -18,9 +18,7 @@ import yaml
 from click.testing import CliRunner
 
 from dancepipe.errors import DancepipeError
-from dancepipe.images import read_rgb
-from dancepipe.keypoints import KEYPOINT_COLUMNS
-from dancepipe.render import (
+from dancepipe.output.render import (
     RenderConfig,
     Timing,
     face_boxes,
@@ -28,7 +26,9 @@ from dancepipe.render import (
     render_transfer,
     run_render,
 )
-from dancepipe.video import iter_frames, probe
+from dancepipe.pose.keypoints import KEYPOINT_COLUMNS
+from dancepipe.video.decode import iter_frames, probe
+from dancepipe.video.images import read_rgb
 from tests.conftest import write_video
 from tests.fixtures.render import sway_keypoints, write_labels_dir, write_tiny_generator
 from tests.test_encode import decoded_audio, onset_seconds, write_onset_video
@@ -76,7 +76,7 @@ def test_face_refinement_changes_only_the_box_and_not_the_recurrence():
 
 
 def test_face_refinement_in_batches_keeps_every_frame_in_order():
-    from dancepipe.render import FACE_BATCH
+    from dancepipe.output.render import FACE_BATCH
 
     n = 2 * FACE_BATCH + 3  # two full batches and a remainder
     calls: list[int] = []
@@ -235,8 +235,8 @@ def test_render_without_source_audio_has_no_audio_track(inputs, tmp_path):
 
 
 def test_render_output_matches_generating_directly(inputs, tmp_path):
-    from dancepipe.checkpoint import load_generator
-    from dancepipe.keypoints import read_index
+    from dancepipe.model.checkpoint import load_generator
+    from dancepipe.pose.keypoints import read_index
 
     _render(inputs, tmp_path, inputs["silent"], side_by_side=False, crf=0)
     g, _ = load_generator(inputs["generator"])
@@ -253,8 +253,8 @@ def test_render_output_matches_generating_directly(inputs, tmp_path):
 def _face_model(path: Path) -> Path:
     """A real face model file (the face stage's format) whose refiner visibly changes faces: its
     residual head has non-zero weights, as after training (a fresh head returns the crop as is)."""
-    from dancepipe.face.checkpoint import enabled_payload, save_face_model
-    from dancepipe.face.networks import FaceGenerator
+    from dancepipe.model.face_checkpoint import enabled_payload, save_face_model
+    from dancepipe.model.face_networks import FaceGenerator
 
     torch.manual_seed(0)
     model = FaceGenerator(ngf=8, n_downsample=2, n_blocks=1)
@@ -540,7 +540,7 @@ def test_labels_without_any_person_are_one_sentence_and_write_nothing(inputs, tm
 @pytest.mark.slow
 def test_demo_transfer_video_has_the_planned_frames_and_the_source_audio_in_sync(demo_transfer_video, demo_labels,
                                                                                   demo_source_video):
-    from dancepipe.gaps import plan_frames
+    from dancepipe.output.personless import plan_frames
 
     labels = pd.read_parquet(demo_labels["transfer"] / "index.parquet").sort_values("frame")
     plan = plan_frames(labels["person_found"].to_numpy(bool), RenderConfig().empty)
@@ -558,7 +558,7 @@ def test_demo_transfer_video_has_the_planned_frames_and_the_source_audio_in_sync
 
 def test_a_labels_index_without_face_columns_skips_the_face_step_and_says_so(caplog):
     old_index = pd.DataFrame({"frame": [0, 1], "file": ["000000.png", "000001.png"], "person_found": [True, True]})
-    with caplog.at_level(logging.WARNING, logger="dancepipe.render"):
+    with caplog.at_level(logging.WARNING, logger="dancepipe.output.render"):
         assert face_boxes(old_index) == [None, None]
     assert any("no face box columns" in r.getMessage() and "face refinement is skipped" in r.getMessage()
                for r in caplog.records)

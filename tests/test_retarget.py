@@ -10,9 +10,16 @@ import pytest
 from click.testing import CliRunner
 
 from dancepipe.errors import DancepipeError
-from dancepipe.keypoints import KP, columns_to_keypoints, read_table
-from dancepipe.labels import LabelsConfig, TransferLabelsConfig, _load_poses, run_labels, transfer_keypoints
-from dancepipe.normalize import (
+from dancepipe.pose.keypoints import KP, columns_to_keypoints, read_table
+from dancepipe.pose.smoothing import interpolate_gaps, smooth
+from dancepipe.transfer.labels import (
+    LabelsConfig,
+    TransferLabelsConfig,
+    _load_poses,
+    run_labels,
+    transfer_keypoints,
+)
+from dancepipe.transfer.normalize import (
     NormfitConfig,
     ankle_positions,
     apply_mapping,
@@ -20,8 +27,7 @@ from dancepipe.normalize import (
     load_mapping,
     run_normfit,
 )
-from dancepipe.retarget import BONES, CAP_PERCENTILE, TREE, bone_caps, bone_stats, retarget
-from dancepipe.smoothing import interpolate_gaps, smooth
+from dancepipe.transfer.retarget import BONES, CAP_PERCENTILE, TREE, bone_caps, bone_stats, retarget
 from tests.fixtures.labels import write_frames_dir, write_pose_table
 
 # Bone lengths of a standing figure 1.0 tall (hips to ankles 0.5), and each child's
@@ -286,7 +292,7 @@ def test_a_target_showing_its_ears_in_few_frames_keeps_the_sources_ears(tmp_path
     source = articulated(40, {**LENGTHS, "ear": 0.06, "thigh": 0.3}, size=300.0, seed=1)
     p = _pair(tmp_path, target, source)
     cfg = LabelsConfig(transfer=TransferLabelsConfig(retarget="bones", smoothing="none"))
-    with caplog.at_level("WARNING", logger="dancepipe.retarget"):
+    with caplog.at_level("WARNING", logger="dancepipe.transfer.retarget"):
         r = run_labels("transfer", p["source"], p["frames"], tmp_path / "l", cfg, norm=p["norm"])
     assert r["bone_ratios"]["ear"] == 1.0  # not retargeted: the source's doubled ears stay doubled
     assert r["bone_ratios"]["thigh"] < 0.95  # the body still is

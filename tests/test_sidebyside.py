@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 
 from dancepipe.errors import DancepipeError
-from dancepipe.keypoints import KEYPOINT_COLUMNS, SCHEMA, keypoints_to_columns, write_table
-from dancepipe.sidebyside import (
+from dancepipe.output.sidebyside import (
     crop_panel,
     keep_inside,
     label_scale,
@@ -19,6 +18,7 @@ from dancepipe.sidebyside import (
     source_panels,
     subject_track,
 )
+from dancepipe.pose.keypoints import KEYPOINT_COLUMNS, SCHEMA, keypoints_to_columns, write_table
 from tests.conftest import write_video
 
 

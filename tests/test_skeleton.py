@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dancepipe.keypoints import KP
-from dancepipe.skeleton import FACE_POINTS, LIMBS, DrawStyle, clip_segment, draw_skeleton
+from dancepipe.pose.keypoints import KP
+from dancepipe.pose.skeleton import FACE_POINTS, LIMBS, DrawStyle, clip_segment, draw_skeleton
 from tests.fixtures.labels import figure
 
 STYLE = DrawStyle(line_px=5, radius_px=3, face_line_px=2, face_radius_px=2)

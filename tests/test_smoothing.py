@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from dancepipe.smoothing import SMOOTHERS, interpolate_gaps, smooth
+from dancepipe.pose.smoothing import SMOOTHERS, interpolate_gaps, smooth
 
 
 def _track(n: int = 40) -> np.ndarray:

@@ -12,11 +12,11 @@ from click.testing import CliRunner
 
 from dancepipe.catalog import Subject, TrackingConfig
 from dancepipe.errors import DancepipeError
-from dancepipe.ingest import ingest_video
-from dancepipe.keypoints import DETECTION_SCHEMA, SCHEMA, read_table, write_table
-from dancepipe.poses import detection_table
-from dancepipe.subject import follow, frames_of
-from dancepipe.tracking import Detections
+from dancepipe.pose.detect import detection_table
+from dancepipe.pose.keypoints import DETECTION_SCHEMA, SCHEMA, read_table, write_table
+from dancepipe.pose.subject import follow, frames_of
+from dancepipe.pose.tracks import Detections
+from dancepipe.video.ingest import ingest_video
 from stages.subject import main
 
 W, H = 640, 480
@@ -124,7 +124,7 @@ def test_each_demo_choice_stays_on_its_person_in_the_sports2d_clip(demo_detectio
     jumps to him. Its `jumper` (a point on him) must follow him in every frame where he
     stands on the box, and only there. Both come from params.yaml, as the pipeline reads them."""
     from dancepipe.catalog import load_catalog
-    from dancepipe.video import probe
+    from dancepipe.video.decode import probe
 
     catalog = load_catalog(Path(__file__).resolve().parents[1] / "params.yaml")
     table, meta = read_table(demo_detections["source"])

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from dancepipe.checkpoint import load_generator, step_paths
-from dancepipe.networks import Generator, GeneratorArch, single_pairs, temporal_pair
-from dancepipe.render import generate_sequence
-from dancepipe.train import TrainConfig, run_training
+from dancepipe.model.checkpoint import load_generator, step_paths
+from dancepipe.model.networks import Generator, GeneratorArch, single_pairs, temporal_pair
+from dancepipe.model.train import TrainConfig, run_training
+from dancepipe.output.render import generate_sequence
 from tests.fixtures.train import TINY_TRAIN, write_clip
 
 ARCH = dict(ngf=8, n_downsample=2, n_blocks=1)

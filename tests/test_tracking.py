@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dancepipe.tracking import Detections, box_iou, link_tracks, select_subject
+from dancepipe.pose.tracks import Detections, box_iou, link_tracks, select_subject
 
 
 def det(boxes: list[list[float]], scores: list[float] | None = None) -> Detections:

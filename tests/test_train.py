@@ -19,11 +19,11 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dancepipe.checkpoint import list_checkpoints, load_generator
-from dancepipe.dataset import batch_indices, load_training_data, split_point
 from dancepipe.errors import DancepipeError
-from dancepipe.networks import generate_frames
-from dancepipe.train import (
+from dancepipe.model.checkpoint import list_checkpoints, load_generator
+from dancepipe.model.dataset import batch_indices, load_training_data, split_point
+from dancepipe.model.networks import generate_frames
+from dancepipe.model.train import (
     TrainConfig,
     Trainer,
     ema_beta,
@@ -130,7 +130,7 @@ def test_pairs_with_gaps_skip_person_less_ends_and_missing_frames(tmp_path) -> N
 
 
 def test_batches_serve_each_pair_with_its_gap(tmp_path) -> None:
-    from dancepipe.dataset import PairBatches
+    from dancepipe.model.dataset import PairBatches
 
     data = load_training_data(*write_clip(tmp_path, n=12), holdout_fraction=0.0, max_gap=4)
     for step in range(6):
@@ -280,7 +280,7 @@ def test_resume_only_with_the_same_params(clip, tmp_path, ema_halflife: float) -
 
 def _real_subset(frames_dir: Path, labels_dir: Path, root: Path, n: int, size: tuple[int, int]) -> tuple[Path, Path]:
     """The first ``n`` demo frames/labels with a person, resized to ``size`` (w, h), in the same format."""
-    from dancepipe.keypoints import read_table
+    from dancepipe.pose.keypoints import read_table
 
     fdf, _ = read_table(frames_dir / "index.parquet")
     ldf, _ = read_table(labels_dir / "index.parquet")
@@ -378,8 +378,8 @@ class _CopyLabel(torch.nn.Module):
 
 
 def test_final_metrics_cover_the_last_training_frames_and_the_held_out_tail(monkeypatch) -> None:
-    from dancepipe import train as train_mod
-    from dancepipe.dataset import TrainingData
+    from dancepipe.model import train as train_mod
+    from dancepipe.model.dataset import TrainingData
 
     rng = np.random.default_rng(0)
     n, n_train = 12, 9

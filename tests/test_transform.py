@@ -1,4 +1,4 @@
-"""The crop/resize transform shared by frames and labels (dancepipe.transform)."""
+"""The crop/resize transform shared by frames and labels (dancepipe.video.crop)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dancepipe.errors import DancepipeError
-from dancepipe.transform import CropTransform, fit_crop, full_frame_transform
+from dancepipe.video.crop import CropTransform, fit_crop, full_frame_transform
 
 SIZES = st.sampled_from([(64, 96), (128, 192), (192, 128), (256, 256)])
 

@@ -1,4 +1,4 @@
-"""Decoding and probing (dancepipe.video) on tiny synthetic videos made with PyAV."""
+"""Decoding and probing (dancepipe.video.decode) on tiny synthetic videos made with PyAV."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dancepipe.errors import DancepipeError
-from dancepipe.video import DecodeReport, iter_frames, iter_planes, probe
+from dancepipe.video.decode import DecodeReport, iter_frames, iter_planes, probe
 
 # Ten flat frames, each a different colour, so decoded content can be checked per frame.
 COLOURS = [(20 * i + 30, 200 - 15 * i, (60 * i) % 256) for i in range(10)]

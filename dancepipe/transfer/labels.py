@@ -1,0 +1,430 @@
+"""The labels stage: stick-figure label images for training and for transfer.
+
+``train``: the target's own keypoints, mapped through the target's crop/resize
+transform, so every label lies exactly on its frame. ``transfer``: the source's
+keypoints, cleaned up in time (:mod:`dancepipe.pose.smoothing`), moved into the target's
+space with the normfit mapping (:mod:`dancepipe.transfer.normalize`), optionally given the
+target's bone lengths (:mod:`dancepipe.transfer.retarget`), then through the same target
+transform. Either way the output directory holds one PNG per pose-table row
+(black where no person is drawn, never skipped), an ``index.parquet`` with the
+keypoints in label pixels and the face boxes the face GAN uses, and a contact sheet
+(image | label | overlay) for a quick look at the alignment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pydantic import Field, model_validator
+
+from dancepipe.atomic import atomic_path
+from dancepipe.config import StageConfig
+from dancepipe.errors import DancepipeError
+from dancepipe.pose.keypoints import (
+    KEYPOINT_COLUMNS,
+    columns_to_keypoints,
+    keypoints_to_columns,
+    read_table,
+    write_table,
+)
+from dancepipe.pose.skeleton import DrawStyle, draw_skeleton, visible_mask
+from dancepipe.pose.smoothing import SMOOTHERS, interpolate_gaps, smooth
+from dancepipe.transfer.facebox import compute_face_boxes
+from dancepipe.transfer.facing import Facing, dominant_facing, match_facing, uncross_legs
+from dancepipe.transfer.head import FACE, complete_heads
+from dancepipe.transfer.normalize import (
+    ankle_positions,
+    apply_mapping,
+    hip_x,
+    load_mapping,
+    load_target_bones,
+    load_target_facing,
+    load_target_head,
+)
+from dancepipe.transfer.retarget import bone_caps, bone_ratios, check_target_bones, retarget
+from dancepipe.video.crop import CropTransform, load_frames_dir
+from dancepipe.video.images import read_rgb
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["train", "transfer"]
+
+
+class DrawConfig(StageConfig):
+    """``labels.draw``: how stick figures look (shared by both kinds)."""
+
+    line_width: float = Field(0.02, gt=0, le=0.2)
+    joint_radius: float = Field(0.012, gt=0, le=0.2)
+    min_conf: float = Field(0.0, ge=0, le=1)
+    min_joints: int = Field(
+        8, ge=1, le=17,
+        description="a label shows a person only with at least this many visible keypoints; fewer is a body "
+                    "mostly outside the picture, which the generator cannot draw (the frame is left empty)",
+    )
+    face_box_fraction: float = Field(0.1667, gt=0, le=1)
+    workers: int = Field(2, ge=1, le=64)
+
+
+class TrainLabelsConfig(StageConfig):
+    """``labels.train``."""
+
+    contact_sheet_frames: int = Field(4, ge=0, le=32)
+
+
+class TransferLabelsConfig(StageConfig):
+    """``labels.transfer``: temporal clean-up of the source keypoints."""
+
+    contact_sheet_frames: int = Field(4, ge=0, le=32)
+    gap_max: int = Field(5, ge=0, le=1000)
+    smoothing: Literal["savgol", "median", "none"] = "savgol"
+    window: int = Field(5, ge=1, le=301)
+    polyorder: int = Field(2, ge=0, le=10)
+    retarget: Literal["none", "bones"] = Field(
+        "bones", description="bones: after normalisation, give each source bone the target's median length "
+                            "(see dancepipe.transfer.retarget); none: the normalised pose as it is",
+    )
+    head: Literal["target", "lost", "source"] = Field(
+        "target", description="target: source frames whose head the pose model lost (fewer than 3 face points, or a "
+                              "nose at the neck) or whose face is turned from the way the target's was filmed (eyes "
+                              "closer than half the target's spacing, or one missing) get the target's own face "
+                              "points on their torso (dancepipe.transfer.head); lost: only the lost heads; "
+                              "source: the face points as the pose model found them",
+    )
+    facing: Literal["target", "source"] = Field(
+        "target", description="target: where the target faced the camera one way only (normfit's facing counts), "
+                              "source frames facing the other way get their left and right keypoints exchanged, "
+                              "and once more after retargeting, the body alone (dancepipe.transfer.facing); source: the "
+                              "sides as the pose model named them",
+    )
+    legs: Literal["uncross", "source"] = Field(
+        "uncross", description="uncross: in frames whose legs cross in the picture (the feet in the opposite order "
+                               "to the hips, as a side-on stride often draws them) the knees and ankles are named by "
+                               "their side of the hips (dancepipe.transfer.facing.uncross_legs); source: as named",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TransferLabelsConfig:
+        if self.smoothing not in SMOOTHERS:
+            raise ValueError(f"unknown smoothing '{self.smoothing}'")
+        if self.smoothing != "none" and self.window % 2 == 0:
+            raise ValueError("window must be odd")
+        if self.smoothing == "savgol" and self.polyorder >= self.window:
+            raise ValueError("polyorder must be smaller than window")
+        return self
+
+
+class LabelsConfig(StageConfig):
+    """``labels`` section: ``draw`` shared, ``train``/``transfer`` per kind."""
+
+    draw: DrawConfig = DrawConfig()
+    train: TrainLabelsConfig = TrainLabelsConfig()
+    transfer: TransferLabelsConfig = TransferLabelsConfig()
+
+
+def load_labels_config(kind: Kind, params_path: str | Path = "params.yaml") -> LabelsConfig:
+    """The ``labels`` section as the labels stage of ``kind`` (labels_train or labels_transfer) reads it: ``draw`` and its own kind's subsection.
+
+    The other kind's subsection is neither read nor validated (dvc.yaml lists
+    ``labels.draw`` and ``labels.<kind>`` only, so a bad value there must not stop this
+    stage); every other key is still checked, so misspellings are caught.
+    """
+    from dancepipe.config import build_config, load_params
+
+    params = load_params(params_path)
+    if "labels" not in params:
+        raise DancepipeError(f"{params_path}: section 'labels' is missing")
+    section = dict(params["labels"] or {})
+    section.pop("transfer" if kind == "train" else "train", None)
+    return build_config(LabelsConfig, section, section="labels", source=str(params_path))
+
+
+FACE_COLUMNS = ["face_x0", "face_y0", "face_size", "face_ok"]
+INDEX_SCHEMA = pa.schema(
+    [
+        pa.field("frame", pa.int64()),
+        pa.field("file", pa.string()),
+        pa.field("timestamp", pa.float64()),
+        pa.field("person_found", pa.bool_()),
+    ]
+    + [pa.field(c, pa.float32()) for c in KEYPOINT_COLUMNS]
+    + [
+        pa.field("face_x0", pa.int32()),
+        pa.field("face_y0", pa.int32()),
+        pa.field("face_size", pa.int32()),
+        pa.field("face_ok", pa.bool_()),
+    ]
+)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def load_target_frames(frames_dir: str | Path) -> tuple[CropTransform, pd.DataFrame]:
+    """The target's crop transform and frame index (frame → JPEG file)."""
+    index, transform = load_frames_dir(frames_dir, "target frames", check_files=False)
+    return transform, index
+
+
+def _load_poses(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
+    df, _ = read_table(path)
+    missing = [c for c in ("frame", "timestamp", "person_found", *KEYPOINT_COLUMNS) if c not in df.columns]
+    if missing:
+        raise DancepipeError(f"{path}: not a keypoint table (missing column '{missing[0]}')")
+    if len(df) == 0:
+        raise DancepipeError(f"{path}: keypoint table has no rows")
+    kps = columns_to_keypoints(df).astype(np.float64)
+    kps[~df["person_found"].to_numpy(bool)] = np.nan
+    return df, kps
+
+
+def _fill_in_time(values: np.ndarray) -> np.ndarray | None:
+    """Linear interpolation over NaN, nearest value held at the ends; None if all NaN."""
+    ok = np.isfinite(values)
+    if not ok.any():
+        return None
+    idx = np.arange(len(values))
+    return np.interp(idx, idx[ok], values[ok])
+
+
+def transfer_keypoints(
+    kps: np.ndarray, mapping: Any, cfg: TransferLabelsConfig, target_bones: dict[str, dict[str, Any]] | None = None,
+    target_facing: Facing | None = None, target_head: dict[str, Any] | None = None,
+) -> tuple[np.ndarray, dict[str, float] | None, np.ndarray, np.ndarray, np.ndarray]:
+    """Source keypoints (N, 17, 3, source pixels) → target pixels, bone ratios, mirrored, headed and uncrossed frames.
+
+    First, with ``cfg.facing == "target"``, frames facing opposite to
+    ``target_facing`` get their sides exchanged (:func:`dancepipe.transfer.facing.match_facing`;
+    before smoothing, which would otherwise average a left wrist with a right one
+    where the pose model swapped them); once more at the end, on the figure as it will
+    be drawn, to its body alone: retargeting gives a side-on source the target's
+    shoulder and hip widths, which can turn it clearly the other way. In between, gap
+    interpolation, smoothing and the normfit mapping. A frame without
+    ankles uses the ankle position interpolated from its neighbours in time, so its
+    scale and place follow the dance instead of jumping to the medians. With
+    ``cfg.retarget == "bones"`` the normalised poses then get the target's bone lengths
+    (``target_bones``: normfit's statistics of the target); the ratios are returned
+    (None without retargeting), and the (N,) masks of mirrored frames and of frames
+    given the target's head. With ``cfg.head`` ``"target"`` or ``"lost"`` and a
+    ``target_head`` (normfit's :func:`dancepipe.transfer.head.head_shape`), frames whose head
+    the pose model lost (and, with ``"target"``, frames whose face is turned from the
+    target's view) get the target's, after gap filling (a short loss is bridged from
+    the neighbouring frames first) and before smoothing (so the placed head moves
+    smoothly). Last, with ``cfg.legs == "uncross"``, frames whose legs cross in the
+    picture get them named by their side of the hips
+    (:func:`dancepipe.transfer.facing.uncross_legs`; the fifth mask).
+    """
+    mirrored = np.zeros(len(kps), dtype=bool)
+    headed = np.zeros(len(kps), dtype=bool)
+    if cfg.facing == "target":
+        kps, mirrored = match_facing(kps, target_facing)
+    kps = interpolate_gaps(kps, cfg.gap_max)
+    if cfg.head != "source" and target_head is not None:
+        kps, headed = complete_heads(kps, target_head, turned=cfg.head == "target")
+    kps = smooth(kps, cfg.smoothing, cfg.window, cfg.polyorder)
+    mapped = apply_mapping(kps, mapping, ankle_y=_fill_in_time(ankle_positions(kps)[1]),
+                           body_x=_fill_in_time(hip_x(kps)))
+    ratios = None
+    if cfg.retarget == "bones":
+        if target_bones is None:
+            raise DancepipeError("labels.transfer.retarget = bones needs the target's bone lengths (normfit stats)")
+        ratios = bone_ratios(target_bones, mapped)
+        mapped = retarget(mapped, ratios, bone_caps(target_bones))
+    if cfg.facing == "target":  # the figure as it will be drawn: a side-on source may face the other way now
+        mapped, late = match_facing(mapped, target_facing, body_only=True)
+        mirrored |= late
+    uncrossed = np.zeros(len(kps), dtype=bool)
+    if cfg.legs == "uncross":
+        mapped, uncrossed = uncross_legs(mapped)
+    return mapped, ratios, mirrored, headed, uncrossed
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+# Below this label size the thread pool costs more than it saves (see write_label_images).
+PARALLEL_MIN_PIXELS = 256 * 256
+
+
+def write_label_images(
+    kps: np.ndarray, files: list[str], out_dir: Path, width: int, height: int, style: DrawStyle,
+    workers: int = 1, progress: Callable[[int], None] | None = None,
+    min_pixels_parallel: int = PARALLEL_MIN_PIXELS,
+) -> None:
+    """Draw and write one PNG per row of (N, 17, 3) label-pixel keypoints.
+
+    With ``workers > 1`` frames are drawn and encoded on a thread pool (OpenCV releases
+    the GIL while drawing and compressing); the output is identical either way. Labels
+    smaller than ``min_pixels_parallel`` pixels are written serially: at that size the
+    Python-side drawing calls (which hold the GIL) dominate and threads only add
+    overhead (measured: 0.84x at 128x192, 1.48x at 512x512 with 2 workers).
+    """
+    if width * height < min_pixels_parallel:
+        workers = 1
+
+    def one(i: int) -> None:
+        img = draw_skeleton(kps[i], width, height, style)
+        path = out_dir / files[i]
+        if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+            raise DancepipeError(f"{path}: could not write the label image")
+
+    if workers <= 1:
+        for i in range(len(kps)):
+            one(i)
+            if progress:
+                progress(1)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for fut in [pool.submit(one, i) for i in range(len(kps))]:
+            fut.result()
+            if progress:
+                progress(1)
+
+
+def _read_frame(path: Path, width: int, height: int) -> np.ndarray:
+    img = read_rgb(path)
+    if img.shape[:2] != (height, width):
+        img = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def contact_sheet(images: list[np.ndarray], labels: list[np.ndarray], captions: list[str]) -> np.ndarray:
+    """Rows of image | label | overlay (label pixels painted over the image)."""
+    rows = []
+    for img, lab, cap in zip(images, labels, captions, strict=True):
+        mask = lab.any(axis=2, keepdims=True)
+        overlay = np.where(mask, (0.35 * img + 0.65 * lab).astype(np.uint8), img)
+        row = np.concatenate([img, lab, overlay], axis=1)
+        scale = max(0.3, img.shape[0] / 500)
+        cv2.putText(row, cap, (3, int(14 * scale / 0.4)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 0), 1, cv2.LINE_AA)
+        rows.append(row)
+    return np.concatenate(rows, axis=0)
+
+
+def _pick(n: int, candidates: np.ndarray) -> np.ndarray:
+    if n <= 0 or len(candidates) == 0:
+        return np.zeros(0, dtype=int)
+    return candidates[np.unique(np.linspace(0, len(candidates) - 1, min(n, len(candidates))).round().astype(int))]
+
+
+def _write_contact_sheet(
+    out_dir: Path, kind: str, n: int, found: np.ndarray, frames: np.ndarray, files: list[str],
+    frames_dir: Path, frame_index: pd.DataFrame, w: int, h: int,
+) -> None:
+    """``contact_sheet.png`` with up to ``n`` evenly spaced labels (those with a person first)."""
+    picks = _pick(n, np.flatnonzero(found) if found.any() else np.arange(len(frames)))
+    if not len(picks):
+        return
+    if kind == "train":
+        by_frame = dict(zip(frame_index["frame"].to_numpy(np.int64), frame_index["file"], strict=True))
+        img_files = [by_frame[frames[i]] for i in picks]
+    else:  # source frames are not a dependency: show the label on target frames
+        img_files = [frame_index["file"].iloc[j] for j in _pick(len(picks), np.arange(len(frame_index)))]
+        img_files += img_files[-1:] * (len(picks) - len(img_files))
+    sheet = contact_sheet(
+        [_read_frame(frames_dir / f, w, h) for f in img_files],
+        [read_rgb(out_dir / files[i]) for i in picks],
+        [f"#{frames[i]}" for i in picks],
+    )
+    cv2.imwrite(str(out_dir / "contact_sheet.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+
+
+# --------------------------------------------------------------------------- stage entry point
+
+
+def run_labels(
+    kind: Kind, poses: str | Path, frames_dir: str | Path, out: str | Path, cfg: LabelsConfig,
+    norm: str | Path | None = None, progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Write ``out/`` for ``kind``: PNG labels, ``index.parquet`` and ``contact_sheet.png``.
+
+    ``train`` reads the target pose table; ``transfer`` reads the source pose table and
+    needs ``norm`` (normfit's stats.json). Labels are the size of the target frames.
+    """
+    if kind not in ("train", "transfer"):
+        raise DancepipeError(f"labels: unknown kind '{kind}'; choose train or transfer")
+    transform, frame_index = load_target_frames(frames_dir)
+    ratios: dict[str, float] | None = None
+    transfer_info: dict[str, Any] = {}
+    df, kps = _load_poses(poses)
+    headed = np.zeros(len(df), dtype=bool)  # transfer frames given the target's head
+    if kind == "train":
+        sub_cfg: TrainLabelsConfig | TransferLabelsConfig = cfg.train
+        if len(frame_index) != len(df) or not np.array_equal(frame_index["frame"].to_numpy(), df["frame"].to_numpy()):
+            raise DancepipeError(
+                f"{poses}: the pose table ({len(df)} rows) and {frames_dir} ({len(frame_index)} frames) "
+                "disagree; rerun the frames stage"
+            )
+        target_px = kps
+    else:
+        if norm is None:
+            raise DancepipeError("transfer labels need the normfit stats (--norm)")
+        sub_cfg = cfg.transfer
+        bones = None
+        if cfg.transfer.retarget == "bones":
+            bones, person = load_target_bones(norm)
+            bones = check_target_bones(bones, person, str(norm))
+        facing = dominant_facing(load_target_facing(norm)) if cfg.transfer.facing == "target" else None
+        head = load_target_head(norm) if cfg.transfer.head != "source" else None
+        if cfg.transfer.head != "source" and head is None:
+            log.warning("head: the target shows no whole face in any frame; source heads are left as found")
+        target_px, ratios, mirrored, headed, uncrossed = transfer_keypoints(kps, load_mapping(norm), cfg.transfer,
+                                                                            bones, facing, head)
+        log.info("head: %d of %d source frames got the target's head (labels.transfer.head)",
+                 int(headed.sum()), len(headed))
+        if cfg.transfer.facing == "target":
+            log.info("facing: the target faces %s; %d of %d source frames mirrored to match",
+                     "the camera" if facing == "front" else "away" if facing == "back" else "both ways (none mirrored)",
+                     int(mirrored.sum()), len(mirrored))
+            transfer_info = {"target_facing": facing, "mirrored_frames": int(mirrored.sum())}
+        transfer_info["headed_frames"] = int(headed.sum())
+        if cfg.transfer.legs == "uncross":
+            log.info("legs: %d of %d source frames had crossed legs; they are named by their side of the hips",
+                     int(uncrossed.sum()), len(uncrossed))
+            transfer_info["uncrossed_frames"] = int(uncrossed.sum())
+        if ratios is not None:
+            log.info("retarget: bone ratios %s", ", ".join(f"{b} {r:.3f}" for b, r in ratios.items()))
+    w, h = transform.width, transform.height
+    label_kps = target_px.copy()
+    label_kps[..., :2] = transform.apply_points(target_px[..., :2])
+    style = DrawStyle.for_height(h, cfg.draw.line_width, cfg.draw.joint_radius, cfg.draw.min_conf)
+    visible = visible_mask(label_kps, style.min_conf)
+    # the target's head never makes a person of a frame: where it was placed, count the face
+    # points the source showed itself (none for a lost head, a profile's for a turned one)
+    placed = np.flatnonzero(headed)
+    visible[np.ix_(placed, list(FACE))] = visible_mask(kps[placed][:, list(FACE)], style.min_conf)
+    found = visible.sum(axis=1) >= cfg.draw.min_joints
+    if kind == "transfer" and not found.any():
+        raise DancepipeError(
+            f"{poses}: no frame of the source shows a person ({len(df)} frames), so there is no motion to transfer"
+        )
+    label_kps[~found] = np.nan
+    frames = df["frame"].to_numpy(np.int64)
+    files = [f"{f:06d}.png" for f in frames]
+    faces = compute_face_boxes(label_kps, w, h, fraction=cfg.draw.face_box_fraction, min_conf=style.min_conf)
+    index = pd.DataFrame({
+        "frame": frames, "file": files, "timestamp": df["timestamp"].to_numpy(np.float64), "person_found": found,
+        **keypoints_to_columns(label_kps), **{c: faces[c].to_numpy() for c in FACE_COLUMNS},
+    })
+
+    with atomic_path(out, directory=True) as tmp:
+        write_label_images(label_kps, files, tmp, w, h, style, cfg.draw.workers, progress)
+        write_table(index, tmp / "index.parquet", {
+            "kind": kind, "width": w, "height": h, "poses": str(poses), "frames": str(frames_dir),
+            "norm": None if norm is None else str(norm), "draw": cfg.draw.model_dump(),
+            kind: sub_cfg.model_dump(), **({"bone_ratios": ratios, **transfer_info} if kind == "transfer" else {}),
+        }, schema=INDEX_SCHEMA)
+        _write_contact_sheet(tmp, kind, sub_cfg.contact_sheet_frames, found, frames, files, Path(frames_dir),
+                             frame_index, w, h)
+    summary: dict[str, Any] = {"kind": kind, "frames": len(df), "drawn": int(found.sum()), "width": w, "height": h}
+    if kind == "transfer":
+        summary["bone_ratios"] = ratios
+        summary.update(transfer_info)
+    return summary
