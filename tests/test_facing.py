@@ -15,9 +15,9 @@ from dancepipe.transfer.facing import (
     facing_score,
     match_facing,
     mirror_sides,
-    uncross_legs,
 )
 from dancepipe.transfer.labels import LabelsConfig, TransferLabelsConfig, run_labels
+from dancepipe.transfer.legs import uncross_legs
 from dancepipe.transfer.normalize import NormfitConfig, load_target_facing, run_normfit
 from tests.fixtures.labels import write_frames_dir, write_pose_table
 from tests.test_retarget import LENGTHS, articulated

@@ -110,33 +110,3 @@ def match_facing(kps: np.ndarray, facing: Facing | None, body_only: bool = False
     with np.errstate(invalid="ignore"):
         wrong = s <= -CLEAR_FACING if facing == "front" else s >= CLEAR_FACING
     return mirror_sides(kps, wrong, body_only), wrong
-
-
-_LEGS = ((KP["left_knee"], KP["right_knee"]), (KP["left_ankle"], KP["right_ankle"]))
-
-
-def uncross_legs(kps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exchange the knees and ankles of the frames whose legs cross in the picture.
-
-    A frame's legs cross when its ankles (its knees, where an ankle is missing) lie in
-    the opposite order across the picture to its hips: the left foot on the right
-    hip's side. Seen side-on, a stride draws that half of the time (the hips nearly
-    coincide, and which one is in front is the pose model's guess), and once the hips
-    have the target's width the label asks a target filmed from the front to cross
-    her legs. The generator has never seen that and draws two legs apart; the pose
-    model then names them by the side of the body they are on. Naming the legs by
-    their side of the hips asks for the same feet in the same places, in a stance the
-    target has shown. Frames missing a hip, or an ankle and a knee, are left alone.
-    Returns the keypoints and the (N,) mask of frames changed.
-    """
-    kps = np.array(kps, dtype=np.float64, copy=True)
-    hips = kps[:, KP["left_hip"], 0] - kps[:, KP["right_hip"], 0]
-    (lk, rk), (la, ra) = _LEGS
-    feet = kps[:, la, 0] - kps[:, ra, 0]
-    knees = kps[:, lk, 0] - kps[:, rk, 0]
-    legs = np.where(np.isfinite(feet), feet, knees)
-    with np.errstate(invalid="ignore"):
-        crossed = np.sign(legs) * np.sign(hips) < 0
-    for a, b in _LEGS:
-        kps[crossed, a], kps[crossed, b] = kps[crossed, b], kps[crossed, a].copy()
-    return kps, crossed

@@ -38,8 +38,9 @@ from dancepipe.pose.keypoints import (
 from dancepipe.pose.skeleton import DrawStyle, draw_skeleton, visible_mask
 from dancepipe.pose.smoothing import SMOOTHERS, interpolate_gaps, smooth
 from dancepipe.transfer.facebox import compute_face_boxes
-from dancepipe.transfer.facing import Facing, dominant_facing, match_facing, uncross_legs
+from dancepipe.transfer.facing import Facing, dominant_facing, match_facing
 from dancepipe.transfer.head import FACE, complete_heads
+from dancepipe.transfer.legs import uncross_legs
 from dancepipe.transfer.normalize import (
     ankle_positions,
     apply_mapping,
@@ -107,7 +108,7 @@ class TransferLabelsConfig(StageConfig):
     legs: Literal["uncross", "source"] = Field(
         "uncross", description="uncross: in frames whose legs cross in the picture (the feet in the opposite order "
                                "to the hips, as a side-on stride often draws them) the knees and ankles are named by "
-                               "their side of the hips (dancepipe.transfer.facing.uncross_legs); source: as named",
+                               "their side of the hips (dancepipe.transfer.legs.uncross_legs); source: as named",
     )
 
     @model_validator(mode="after")
@@ -219,7 +220,7 @@ def transfer_keypoints(
     the neighbouring frames first) and before smoothing (so the placed head moves
     smoothly). Last, with ``cfg.legs == "uncross"``, frames whose legs cross in the
     picture get them named by their side of the hips
-    (:func:`dancepipe.transfer.facing.uncross_legs`; the fifth mask).
+    (:func:`dancepipe.transfer.legs.uncross_legs`; the fifth mask).
     """
     mirrored = np.zeros(len(kps), dtype=bool)
     headed = np.zeros(len(kps), dtype=bool)
