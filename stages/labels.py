@@ -21,19 +21,22 @@ from dancepipe.transfer.labels import load_labels_config, run_labels
               help="target frames directory (its transform.json sets the label size and crop).")
 @click.option("--norm", type=click.Path(dir_okay=False), default=None,
               help="normfit stats.json; required for --kind transfer, not accepted for train.")
+@click.option("--profile", type=click.Path(dir_okay=False), default=None,
+              help="the target's profile (profile stage); required for --kind transfer, not accepted for train.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="output directory (e.g. data/labels/dancer/train or data/labels/dancer/transfer/walker).")
 @PARAMS_OPTION
 @stage_command
-def main(kind: str, poses: str, frames_dir: str, norm: str | None, out: str, params_path: str) -> None:
+def main(kind: str, poses: str, frames_dir: str, norm: str | None, profile: str | None, out: str,
+         params_path: str) -> None:
     """Write one label PNG per pose-table row, an index table and a contact sheet."""
-    if kind == "transfer" and norm is None:
-        raise click.UsageError("--norm is required with --kind transfer")
-    if kind == "train" and norm is not None:
-        raise click.UsageError("--norm is only used with --kind transfer")
+    if kind == "transfer" and (norm is None or profile is None):
+        raise click.UsageError("--norm and --profile are required with --kind transfer")
+    if kind == "train" and (norm is not None or profile is not None):
+        raise click.UsageError("--norm and --profile are only used with --kind transfer")
     cfg = load_labels_config(kind, params_path)
     with progress(None, f"labels {kind}") as advance:
-        r = run_labels(kind, poses, frames_dir, out, cfg, norm=norm, progress=advance)
+        r = run_labels(kind, poses, frames_dir, out, cfg, norm=norm, profile=profile, progress=advance)
     click.echo(f"labels {kind}: {r['frames']} labels ({r['drawn']} with a person) at {r['width']}x{r['height']}")
     if r.get("mirrored_frames"):
         click.echo(f"facing: {r['mirrored_frames']} source frames faced away from the way the target faces; "

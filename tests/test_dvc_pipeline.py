@@ -44,7 +44,8 @@ def stages_of(catalog: dict[str, Any]) -> set[str]:
     return {
         *(f"{st}@{v}" for st in ("ingest", "poses") for v in videos),
         *(f"subject@{s}" for s in subjects),
-        *(f"{st}@{t}" for st in ("frames", "labels_train", "train", "train_face", "evaluate") for t in targets),
+        *(f"{st}@{t}" for st in ("frames", "profile", "labels_train", "train", "train_face", "evaluate")
+          for t in targets),
         *(f"{st}@{p}" for st in ("normfit", "labels_transfer", "render", "evaluate_transfer") for p in pairs),
         "report",
     }
@@ -63,12 +64,12 @@ def expected_edges(catalog: dict[str, Any]) -> set[tuple[str, str]]:
                   (f"frames@{t}", f"train_face@{t}"), (f"labels_train@{t}", f"train_face@{t}"),
                   (f"train@{t}", f"evaluate@{t}"), (f"train_face@{t}", f"evaluate@{t}"),
                   (f"frames@{t}", f"evaluate@{t}"), (f"labels_train@{t}", f"evaluate@{t}"),
-                  (f"evaluate@{t}", "report")}
+                  (f"evaluate@{t}", "report"), (f"subject@{t}", f"profile@{t}")}
         for s in catalog["sources"]:
             p = f"{t}-{s}"
             edges |= {(f"subject@{t}", f"normfit@{p}"), (f"subject@{s}", f"normfit@{p}"),
                       (f"subject@{s}", f"labels_transfer@{p}"), (f"frames@{t}", f"labels_transfer@{p}"),
-                      (f"normfit@{p}", f"labels_transfer@{p}"),
+                      (f"normfit@{p}", f"labels_transfer@{p}"), (f"profile@{t}", f"labels_transfer@{p}"),
                       (f"train@{t}", f"render@{p}"), (f"train_face@{t}", f"render@{p}"),
                       (f"labels_transfer@{p}", f"render@{p}"), (f"subject@{s}", f"render@{p}"),
                       (f"labels_transfer@{p}", f"evaluate_transfer@{p}"), (f"render@{p}", f"evaluate_transfer@{p}"),

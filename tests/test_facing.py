@@ -18,7 +18,8 @@ from dancepipe.transfer.facing import (
 )
 from dancepipe.transfer.labels import LabelsConfig, TransferLabelsConfig, run_labels
 from dancepipe.transfer.legs import uncross_legs
-from dancepipe.transfer.normalize import NormfitConfig, load_target_facing, run_normfit
+from dancepipe.transfer.normalize import NormfitConfig, run_normfit
+from dancepipe.transfer.profile import read_profile, run_profile
 from tests.fixtures.labels import write_frames_dir, write_pose_table
 from tests.test_retarget import LENGTHS, articulated
 
@@ -107,8 +108,9 @@ def _labels(tmp_path: Path, name: str, target: np.ndarray, source: np.ndarray, f
     s = write_pose_table(d / "s.parquet", source, 1280, 720)
     frames = write_frames_dir(d / "frames", target, WIDTH, 1920)
     run_normfit(t, s, d / "stats.json", None, NormfitConfig())
+    run_profile(t, d / "profile.json")
     cfg = LabelsConfig(transfer=TransferLabelsConfig(facing=facing, **transfer))
-    run_labels("transfer", s, frames, d / "labels", cfg, norm=d / "stats.json")
+    run_labels("transfer", s, frames, d / "labels", cfg, norm=d / "stats.json", profile=d / "profile.json")
     df, meta = read_table(d / "labels" / "index.parquet")
     return columns_to_keypoints(df), meta
 
@@ -136,7 +138,7 @@ def test_a_target_seen_both_ways_mirrors_nothing(tmp_path):
     source = articulated(60, LENGTHS, size=300.0, seed=1)  # back to the camera throughout
     _, meta = _labels(tmp_path, "mixed", target, source, "target")
     assert meta["target_facing"] is None and meta["mirrored_frames"] == 0
-    assert load_target_facing(tmp_path / "mixed" / "stats.json") == {"front": 30, "back": 30, "side": 0}
+    assert read_profile(tmp_path / "mixed" / "profile.json")["facing"] == {"front": 30, "back": 30, "side": 0}
 
 
 def test_a_side_on_source_turned_round_by_retargeting_is_mirrored_body_only(tmp_path):

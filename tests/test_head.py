@@ -12,7 +12,8 @@ from dancepipe.errors import DancepipeError
 from dancepipe.pose.keypoints import KP, columns_to_keypoints, read_table
 from dancepipe.transfer.head import FACE, complete_heads, head_shape, lost_heads, turned_heads
 from dancepipe.transfer.labels import LabelsConfig, TransferLabelsConfig, run_labels
-from dancepipe.transfer.normalize import NormfitConfig, load_target_head, run_normfit
+from dancepipe.transfer.normalize import NormfitConfig, run_normfit
+from dancepipe.transfer.profile import read_profile, run_profile
 from tests.fixtures.labels import write_frames_dir, write_pose_table
 from tests.test_facing import WIDTH, _front
 from tests.test_retarget import LENGTHS, articulated
@@ -135,8 +136,9 @@ def _labels(tmp_path: Path, name: str, source: np.ndarray, head: str) -> tuple[n
     s = write_pose_table(d / "s.parquet", source, 1280, 720)
     frames = write_frames_dir(d / "frames", target, WIDTH, 1920)
     run_normfit(t, s, d / "stats.json", None, NormfitConfig())
+    run_profile(t, d / "profile.json")
     cfg = LabelsConfig(transfer=TransferLabelsConfig(head=head, smoothing="none", gap_max=0, retarget="none"))
-    run_labels("transfer", s, frames, d / "labels", cfg, norm=d / "stats.json")
+    run_labels("transfer", s, frames, d / "labels", cfg, norm=d / "stats.json", profile=d / "profile.json")
     df, meta = read_table(d / "labels" / "index.parquet")
     return columns_to_keypoints(df), meta
 
@@ -166,7 +168,7 @@ def test_transfer_labels_give_a_blurred_source_the_targets_head(tmp_path):
     # upright and its head swings a little: within a tenth of a spine of its median)
     target = _front(articulated(60, LENGTHS))
     assert np.abs(_rise(got[30:]) - np.median(_rise(target))).max() < 0.1
-    assert load_target_head(tmp_path / "fixed" / "stats.json")["frames"] == 60
+    assert read_profile(tmp_path / "fixed" / "profile.json")["head"]["frames"] == 60
 
 
 def test_transfer_labels_give_a_side_on_face_the_targets_head(tmp_path):
@@ -198,11 +200,11 @@ def test_a_turned_face_still_counts_toward_a_person(tmp_path):
     assert np.isfinite(got[30:, KP["nose"], 0]).all()
 
 
-def test_stats_from_before_the_head_was_recorded_say_rerun_normfit(tmp_path):
+def test_a_profile_without_the_head_says_rerun_the_profile_stage(tmp_path):
     _labels(tmp_path, "old", _front(articulated(60, LENGTHS, size=300.0, seed=1)), "target")
-    stats = tmp_path / "old" / "stats.json"
-    data = json.loads(stats.read_text())
+    profile = tmp_path / "old" / "profile.json"
+    data = json.loads(profile.read_text())
     del data["head"]
-    stats.write_text(json.dumps(data))
-    with pytest.raises(DancepipeError, match=r"stats.json: normalisation stats lack the target's head shape .*rerun normfit"):
-        load_target_head(stats)
+    profile.write_text(json.dumps(data))
+    with pytest.raises(DancepipeError, match=r"profile.json: the target's profile lacks or garbles 'head'; rerun the profile stage"):
+        read_profile(profile)

@@ -15,6 +15,7 @@ from dancepipe.pose.keypoints import KEYPOINT_COLUMNS, columns_to_keypoints, rea
 from dancepipe.pose.skeleton import DrawStyle
 from dancepipe.transfer.labels import LabelsConfig, run_labels, write_label_images
 from dancepipe.transfer.normalize import NormfitConfig, run_normfit
+from dancepipe.transfer.profile import run_profile
 from dancepipe.video.crop import CropTransform
 from tests.fixtures.labels import depth_walk, write_frames_dir, write_pose_table
 
@@ -37,7 +38,9 @@ def synth(tmp_path: Path) -> dict[str, Path]:
         "frames": write_frames_dir(tmp_path / "frames", np.where(found[:, None, None], tgt, np.nan), 1080, 1920),
     }
     run_normfit(paths["target"], paths["source"], tmp_path / "stats.json", None, NormfitConfig())
+    run_profile(paths["target"], tmp_path / "profile.json")
     paths["norm"] = tmp_path / "stats.json"
+    paths["profile"] = tmp_path / "profile.json"
     return paths
 
 
@@ -85,7 +88,7 @@ def test_train_labels_match_frames_and_transform(synth, tmp_path):
 
 def test_transfer_labels_fill_short_gaps_and_keep_long_ones_empty(synth, tmp_path):
     out = tmp_path / "labels" / "transfer"
-    r = run_labels("transfer", synth["source"], synth["frames"], out, CFG, norm=synth["norm"])
+    r = run_labels("transfer", synth["source"], synth["frames"], out, CFG, norm=synth["norm"], profile=synth["profile"])
     assert r["frames"] == 50 and r["drawn"] == 40
     assert len(_label_files(out)) == 50
     index, meta = read_table(out / "index.parquet")
@@ -141,7 +144,7 @@ def test_a_label_with_too_few_joints_shows_no_person(synth, tmp_path):
     src[44:50, 13:] = np.nan      # ... and without knees and ankles: 8 joints
     path = write_pose_table(tmp_path / "partial.parquet", src, 1768, 994)
     out = tmp_path / "labels" / "transfer"
-    r = run_labels("transfer", path, synth["frames"], out, CFG, norm=synth["norm"])
+    r = run_labels("transfer", path, synth["frames"], out, CFG, norm=synth["norm"], profile=synth["profile"])
     index, _ = read_table(out / "index.parquet")
     found = index["person_found"].to_numpy()
     assert not found[20:30].any() and found[:20].all() and found[30:].all()
@@ -150,7 +153,7 @@ def test_a_label_with_too_few_joints_shows_no_person(synth, tmp_path):
     assert cv2.imread(str(out / "000047.png")).any()
     assert columns_to_keypoints(index)[25].size and np.isnan(columns_to_keypoints(index)[25]).all()
     strict = LabelsConfig(draw={"min_joints": 9})
-    run_labels("transfer", path, synth["frames"], tmp_path / "strict", strict, norm=synth["norm"])
+    run_labels("transfer", path, synth["frames"], tmp_path / "strict", strict, norm=synth["norm"], profile=synth["profile"])
     assert not read_table(tmp_path / "strict" / "index.parquet")[0]["person_found"].to_numpy()[44:50].any()
 
 
@@ -160,7 +163,7 @@ def test_a_source_with_nobody_in_it_is_rejected_at_labels_transfer(synth, tmp_pa
                              person_found=np.zeros(20, bool))
     out = tmp_path / "labels" / "transfer"
     with pytest.raises(DancepipeError, match=r"nobody.parquet: no frame of the source shows a person \(20 frames\)"):
-        run_labels("transfer", empty, synth["frames"], out, CFG, norm=synth["norm"])
+        run_labels("transfer", empty, synth["frames"], out, CFG, norm=synth["norm"], profile=synth["profile"])
     assert not out.exists() and not list(out.parent.glob(".*"))
 
 
@@ -179,7 +182,7 @@ def test_labels_stage_both_kinds(synth, tmp_path, repo_root):
     assert res.exit_code == 0, res.output
     assert "labels train: 40 labels (39 with a person) at 64x96" in res.output
     res = _invoke("--kind", "transfer", "--poses", str(synth["source"]), "--frames", str(synth["frames"]),
-                  "--norm", str(synth["norm"]), "--out", str(tmp_path / "transfer"), params=params)
+                  "--norm", str(synth["norm"]), "--profile", str(synth["profile"]), "--out", str(tmp_path / "transfer"), params=params)
     assert res.exit_code == 0, res.output
     assert len(_label_files(tmp_path / "transfer")) == 50
     # the PNGs show the skeletons: each body joint's dot in its colour where the keypoint is
@@ -208,14 +211,14 @@ def test_labels_stage_bad_inputs(synth, tmp_path, repo_root):
     assert res.output.count("\n") == 1
     res = _invoke("--kind", "transfer", "--poses", str(synth["source"]), "--frames", str(synth["frames"]),
                   "--out", str(out), params=params)
-    assert res.exit_code == 2 and "--norm is required with --kind transfer" in res.output
+    assert res.exit_code == 2 and "--norm and --profile are required with --kind transfer" in res.output
     res = _invoke("--kind", "transfer", "--poses", str(synth["source"]), "--frames", str(synth["frames"]),
-                  "--norm", str(synth["target"]), "--out", str(out), params=params)
+                  "--norm", str(synth["target"]), "--profile", str(synth["profile"]), "--out", str(out), params=params)
     assert res.exit_code == 1 and "t.parquet: normalisation stats are not valid JSON" in res.output
     bad = tmp_path / "params.yaml"
     bad.write_text(params.read_text().replace("smoothing: savgol", "smoothing: gaussian"))
     res = _invoke("--kind", "transfer", "--poses", str(synth["source"]), "--frames", str(synth["frames"]),
-                  "--norm", str(synth["norm"]), "--out", str(out), params=bad)
+                  "--norm", str(synth["norm"]), "--profile", str(synth["profile"]), "--out", str(out), params=bad)
     assert res.exit_code == 1 and "labels.transfer.smoothing" in res.output and "'savgol'" in res.output
     assert not out.exists()
     # labels_train reads labels.draw and labels.train only (what dvc.yaml lists for it)

@@ -12,12 +12,12 @@ from click.testing import CliRunner
 from dancepipe.errors import DancepipeError
 from dancepipe.pose.keypoints import KP, columns_to_keypoints, read_table
 from dancepipe.pose.smoothing import interpolate_gaps, smooth
+from dancepipe.transfer.chain import TargetSpace, transfer_keypoints
 from dancepipe.transfer.labels import (
     LabelsConfig,
     TransferLabelsConfig,
     _load_poses,
     run_labels,
-    transfer_keypoints,
 )
 from dancepipe.transfer.normalize import (
     NormfitConfig,
@@ -27,6 +27,7 @@ from dancepipe.transfer.normalize import (
     load_mapping,
     run_normfit,
 )
+from dancepipe.transfer.profile import read_profile, run_profile
 from dancepipe.transfer.retarget import BONES, CAP_PERCENTILE, TREE, bone_caps, bone_stats, retarget
 from tests.fixtures.labels import write_frames_dir, write_pose_table
 
@@ -107,7 +108,9 @@ def _pair(tmp_path: Path, target: np.ndarray, source: np.ndarray) -> dict[str, P
         "frames": write_frames_dir(tmp_path / "frames", target, 1080, 1920),
     }
     run_normfit(paths["target"], paths["source"], tmp_path / "stats.json", None, NormfitConfig())
+    run_profile(paths["target"], tmp_path / "profile.json")
     paths["norm"] = tmp_path / "stats.json"
+    paths["profile"] = tmp_path / "profile.json"
     return paths
 
 
@@ -115,10 +118,12 @@ def test_a_source_with_longer_legs_gets_the_targets_leg_lengths(stretched):
     target = columns_to_keypoints(read_table(stretched["target"])[0])
     want = _leg_lengths(target)
     _, src = _load_poses(stretched["source"])
-    bones = json.loads(stretched["norm"].read_text())["bones"]["target"]
+    bones = read_profile(stretched["profile"])["bones"]
     mapping = load_mapping(stretched["norm"])
-    plain, none_ratios, _, _, _ = transfer_keypoints(src, mapping, TransferLabelsConfig(smoothing="none", retarget="none"))
-    fitted, ratios, _, _, _ = transfer_keypoints(src, mapping, TransferLabelsConfig(smoothing="none", retarget="bones"), bones)
+    plain, rec = transfer_keypoints(src, TransferLabelsConfig(smoothing="none", retarget="none"), TargetSpace(mapping))
+    fitted, fit_rec = transfer_keypoints(src, TransferLabelsConfig(smoothing="none", retarget="bones"),
+                                         TargetSpace(mapping, bones=bones))
+    none_ratios, ratios = rec.bone_ratios, fit_rec.bone_ratios
     assert none_ratios is None and ratios["thigh"] < 0.97 and ratios["shin"] < 0.97
     got_plain, got = _leg_lengths(plain), _leg_lengths(fitted)
     for b in ("thigh", "shin"):
@@ -129,11 +134,12 @@ def test_a_source_with_longer_legs_gets_the_targets_leg_lengths(stretched):
         assert np.median(_lengths(fitted, a, b)) == pytest.approx(np.median(_lengths(target, a, b)), rel=0.02)
 
 
-def test_stats_json_records_the_targets_bone_lengths(stretched):
-    """normfit measures each bone over the whole target video, left and right pooled."""
+def test_the_profile_records_the_targets_bone_lengths(stretched):
+    """The profile stage measures each bone over the whole target video, left and right pooled."""
     target = columns_to_keypoints(read_table(stretched["target"])[0])
-    bones = json.loads(stretched["norm"].read_text())["bones"]
-    assert set(bones["target"]) == set(BONES) and bones["target_person_frames"] == 60
+    profile = json.loads(stretched["profile"].read_text())
+    bones = {"target": profile["bones"]}
+    assert set(bones["target"]) == set(BONES) and profile["person_frames"] == 60
     assert bones["target"]["thigh"]["frames"] == 60 and bones["target"]["thigh"]["joints"] == "hip→knee"
     assert bones["target"]["thigh"]["median"] == pytest.approx(_leg_lengths(target)["thigh"], rel=1e-6)
     spine = np.linalg.norm((target[:, 5, :2] + target[:, 6, :2]) / 2 - (target[:, 11, :2] + target[:, 12, :2]) / 2,
@@ -215,9 +221,10 @@ def test_a_side_on_source_is_never_drawn_wider_than_the_target(tmp_path):
     source[turn] = articulated(60, LENGTHS, size=300.0, seed=3)[turn]
     paths = _pair(tmp_path, target, source)
     _, src = _load_poses(paths["source"])
-    bones = json.loads(paths["norm"].read_text())["bones"]["target"]
-    got, ratios, _, _, _ = transfer_keypoints(src, load_mapping(paths["norm"]),
-                                           TransferLabelsConfig(smoothing="none", retarget="bones"), bones)
+    bones = read_profile(paths["profile"])["bones"]
+    got, rec = transfer_keypoints(src, TransferLabelsConfig(smoothing="none", retarget="bones"),
+                                  TargetSpace(load_mapping(paths["norm"]), bones=bones))
+    ratios = rec.bone_ratios
     assert ratios["shoulder"] > 2.5 and ratios["hip"] > 2.5
     longest_target = max(_lengths(target, "left_hip", "right_hip").max(), 1e-9)
     width = _lengths(got, "left_hip", "right_hip")
@@ -252,7 +259,8 @@ def test_retarget_none_is_the_normalised_pose_as_before(stretched):
     _, src = _load_poses(stretched["source"])
     cfg = TransferLabelsConfig(retarget="none", legs="source")
     mapping = load_mapping(stretched["norm"])
-    got, ratios, _, _, _ = transfer_keypoints(src, mapping, cfg)
+    got, rec = transfer_keypoints(src, cfg, TargetSpace(mapping))
+    ratios = rec.bone_ratios
     k = smooth(interpolate_gaps(src, cfg.gap_max), cfg.smoothing, cfg.window, cfg.polyorder)
     ay = ankle_positions(k)[1]
     np.testing.assert_array_equal(got, apply_mapping(k, mapping, ankle_y=ay, body_x=hip_x(k)))
@@ -271,10 +279,10 @@ def test_a_target_without_knees_cannot_be_retargeted(tmp_path, repo_root):
     out = tmp_path / "labels"
     with pytest.raises(DancepipeError, match=r"target's thigh \(hip→knee\) in most frames, but it is seen in only "
                                              r"12 of 40 frames"):
-        run_labels("transfer", p["source"], p["frames"], out, cfg, norm=p["norm"])
+        run_labels("transfer", p["source"], p["frames"], out, cfg, norm=p["norm"], profile=p["profile"])
     assert not out.exists()
     none = LabelsConfig(transfer=TransferLabelsConfig(retarget="none"))
-    run_labels("transfer", p["source"], p["frames"], out, none, norm=p["norm"])  # none: fine
+    run_labels("transfer", p["source"], p["frames"], out, none, norm=p["norm"], profile=p["profile"])  # none: fine
     # the stage: one sentence, exit 1
     from stages.labels import main
 
@@ -282,7 +290,7 @@ def test_a_target_without_knees_cannot_be_retargeted(tmp_path, repo_root):
     assert "retarget: bones" in (repo_root / "params.yaml").read_text()  # the shipped default
     params.write_text((repo_root / "params.yaml").read_text())
     res = CliRunner().invoke(main, ["--kind", "transfer", "--poses", str(p["source"]), "--frames", str(p["frames"]),
-                                    "--norm", str(p["norm"]), "--out", str(tmp_path / "o2"), "--params", str(params)])
+                                    "--norm", str(p["norm"]), "--profile", str(p["profile"]), "--out", str(tmp_path / "o2"), "--params", str(params)])
     assert res.exit_code == 1 and "thigh (hip→knee)" in res.output and res.output.count("\n") == 1, res.output
 
 
@@ -293,7 +301,7 @@ def test_a_target_showing_its_ears_in_few_frames_keeps_the_sources_ears(tmp_path
     p = _pair(tmp_path, target, source)
     cfg = LabelsConfig(transfer=TransferLabelsConfig(retarget="bones", smoothing="none"))
     with caplog.at_level("WARNING", logger="dancepipe.transfer.retarget"):
-        r = run_labels("transfer", p["source"], p["frames"], tmp_path / "l", cfg, norm=p["norm"])
+        r = run_labels("transfer", p["source"], p["frames"], tmp_path / "l", cfg, norm=p["norm"], profile=p["profile"])
     assert r["bone_ratios"]["ear"] == 1.0  # not retargeted: the source's doubled ears stay doubled
     assert r["bone_ratios"]["thigh"] < 0.95  # the body still is
     assert "ear (eye→ear) in only 12 of 40 frames" in caplog.text
@@ -304,7 +312,7 @@ def test_a_target_showing_its_ears_in_few_frames_keeps_the_sources_ears(tmp_path
 
 def test_retargeted_labels_record_their_ratios(stretched, tmp_path):
     cfg = LabelsConfig(transfer=TransferLabelsConfig(retarget="bones"))
-    r = run_labels("transfer", stretched["source"], stretched["frames"], tmp_path / "l", cfg, norm=stretched["norm"])
+    r = run_labels("transfer", stretched["source"], stretched["frames"], tmp_path / "l", cfg, norm=stretched["norm"], profile=stretched["profile"])
     _, meta = read_table(tmp_path / "l" / "index.parquet")
     assert meta["bone_ratios"] == pytest.approx(r["bone_ratios"]) and set(meta["bone_ratios"]) == set(BONES)
     assert meta["transfer"]["retarget"] == "bones"

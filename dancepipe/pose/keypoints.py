@@ -93,6 +93,15 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return table.to_pandas(), meta
 
 
+def read_keypoints(path: str | Path) -> np.ndarray:
+    """A keypoint table's keypoints (N, 17, 3) as float64, NaN where missing, with a one-sentence error."""
+    df, _ = read_table(path)
+    try:
+        return columns_to_keypoints(df).astype(np.float64)
+    except KeyError as e:
+        raise DancepipeError(f"{path}: not a keypoint table (missing keypoint columns)") from e
+
+
 def read_index(directory: str | Path, what: str, check_files: bool = True) -> pd.DataFrame:
     """``<directory>/index.parquet`` of a frames or labels directory, sorted by frame.
 

@@ -2,13 +2,12 @@
 
 ``train``: the target's own keypoints, mapped through the target's crop/resize
 transform, so every label lies exactly on its frame. ``transfer``: the source's
-keypoints, cleaned up in time (:mod:`dancepipe.pose.smoothing`), moved into the target's
-space with the normfit mapping (:mod:`dancepipe.transfer.normalize`), optionally given the
-target's bone lengths (:mod:`dancepipe.transfer.retarget`), then through the same target
-transform. Either way the output directory holds one PNG per pose-table row
-(black where no person is drawn, never skipped), an ``index.parquet`` with the
-keypoints in label pixels and the face boxes the face GAN uses, and a contact sheet
-(image | label | overlay) for a quick look at the alignment.
+keypoints carried into the target's space by the transfer chain
+(:mod:`dancepipe.transfer.chain`, from normfit's mapping and the target's profile),
+then through the same target transform. Either way the output directory holds one PNG
+per pose-table row (black where no person is drawn, never skipped), an
+``index.parquet`` with the keypoints in label pixels and the face boxes the face GAN
+uses, and a contact sheet (image | label | overlay) for a quick look at the alignment.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from dancepipe.atomic import atomic_path
 from dancepipe.config import StageConfig
@@ -36,21 +35,13 @@ from dancepipe.pose.keypoints import (
     write_table,
 )
 from dancepipe.pose.skeleton import DrawStyle, draw_skeleton, visible_mask
-from dancepipe.pose.smoothing import SMOOTHERS, interpolate_gaps, smooth
+from dancepipe.transfer.chain import ChainRecord, TargetSpace, TransferLabelsConfig, transfer_keypoints
 from dancepipe.transfer.facebox import compute_face_boxes
-from dancepipe.transfer.facing import Facing, dominant_facing, match_facing
-from dancepipe.transfer.head import FACE, complete_heads
-from dancepipe.transfer.legs import uncross_legs
-from dancepipe.transfer.normalize import (
-    ankle_positions,
-    apply_mapping,
-    hip_x,
-    load_mapping,
-    load_target_bones,
-    load_target_facing,
-    load_target_head,
-)
-from dancepipe.transfer.retarget import bone_caps, bone_ratios, check_target_bones, retarget
+from dancepipe.transfer.facing import dominant_facing
+from dancepipe.transfer.head import FACE
+from dancepipe.transfer.normalize import load_mapping
+from dancepipe.transfer.profile import read_profile
+from dancepipe.transfer.retarget import check_target_bones
 from dancepipe.video.crop import CropTransform, load_frames_dir
 from dancepipe.video.images import read_rgb
 
@@ -78,48 +69,6 @@ class TrainLabelsConfig(StageConfig):
     """``labels.train``."""
 
     contact_sheet_frames: int = Field(4, ge=0, le=32)
-
-
-class TransferLabelsConfig(StageConfig):
-    """``labels.transfer``: temporal clean-up of the source keypoints."""
-
-    contact_sheet_frames: int = Field(4, ge=0, le=32)
-    gap_max: int = Field(5, ge=0, le=1000)
-    smoothing: Literal["savgol", "median", "none"] = "savgol"
-    window: int = Field(5, ge=1, le=301)
-    polyorder: int = Field(2, ge=0, le=10)
-    retarget: Literal["none", "bones"] = Field(
-        "bones", description="bones: after normalisation, give each source bone the target's median length "
-                            "(see dancepipe.transfer.retarget); none: the normalised pose as it is",
-    )
-    head: Literal["target", "lost", "source"] = Field(
-        "target", description="target: source frames whose head the pose model lost (fewer than 3 face points, or a "
-                              "nose at the neck) or whose face is turned from the way the target's was filmed (eyes "
-                              "closer than half the target's spacing, or one missing) get the target's own face "
-                              "points on their torso (dancepipe.transfer.head); lost: only the lost heads; "
-                              "source: the face points as the pose model found them",
-    )
-    facing: Literal["target", "source"] = Field(
-        "target", description="target: where the target faced the camera one way only (normfit's facing counts), "
-                              "source frames facing the other way get their left and right keypoints exchanged, "
-                              "and once more after retargeting, the body alone (dancepipe.transfer.facing); source: the "
-                              "sides as the pose model named them",
-    )
-    legs: Literal["uncross", "source"] = Field(
-        "uncross", description="uncross: in frames whose legs cross in the picture (the feet in the opposite order "
-                               "to the hips, as a side-on stride often draws them) the knees and ankles are named by "
-                               "their side of the hips (dancepipe.transfer.legs.uncross_legs); source: as named",
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> TransferLabelsConfig:
-        if self.smoothing not in SMOOTHERS:
-            raise ValueError(f"unknown smoothing '{self.smoothing}'")
-        if self.smoothing != "none" and self.window % 2 == 0:
-            raise ValueError("window must be odd")
-        if self.smoothing == "savgol" and self.polyorder >= self.window:
-            raise ValueError("polyorder must be smaller than window")
-        return self
 
 
 class LabelsConfig(StageConfig):
@@ -184,67 +133,6 @@ def _load_poses(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
     kps = columns_to_keypoints(df).astype(np.float64)
     kps[~df["person_found"].to_numpy(bool)] = np.nan
     return df, kps
-
-
-def _fill_in_time(values: np.ndarray) -> np.ndarray | None:
-    """Linear interpolation over NaN, nearest value held at the ends; None if all NaN."""
-    ok = np.isfinite(values)
-    if not ok.any():
-        return None
-    idx = np.arange(len(values))
-    return np.interp(idx, idx[ok], values[ok])
-
-
-def transfer_keypoints(
-    kps: np.ndarray, mapping: Any, cfg: TransferLabelsConfig, target_bones: dict[str, dict[str, Any]] | None = None,
-    target_facing: Facing | None = None, target_head: dict[str, Any] | None = None,
-) -> tuple[np.ndarray, dict[str, float] | None, np.ndarray, np.ndarray, np.ndarray]:
-    """Source keypoints (N, 17, 3, source pixels) → target pixels, bone ratios, mirrored, headed and uncrossed frames.
-
-    First, with ``cfg.facing == "target"``, frames facing opposite to
-    ``target_facing`` get their sides exchanged (:func:`dancepipe.transfer.facing.match_facing`;
-    before smoothing, which would otherwise average a left wrist with a right one
-    where the pose model swapped them); once more at the end, on the figure as it will
-    be drawn, to its body alone: retargeting gives a side-on source the target's
-    shoulder and hip widths, which can turn it clearly the other way. In between, gap
-    interpolation, smoothing and the normfit mapping. A frame without
-    ankles uses the ankle position interpolated from its neighbours in time, so its
-    scale and place follow the dance instead of jumping to the medians. With
-    ``cfg.retarget == "bones"`` the normalised poses then get the target's bone lengths
-    (``target_bones``: normfit's statistics of the target); the ratios are returned
-    (None without retargeting), and the (N,) masks of mirrored frames and of frames
-    given the target's head. With ``cfg.head`` ``"target"`` or ``"lost"`` and a
-    ``target_head`` (normfit's :func:`dancepipe.transfer.head.head_shape`), frames whose head
-    the pose model lost (and, with ``"target"``, frames whose face is turned from the
-    target's view) get the target's, after gap filling (a short loss is bridged from
-    the neighbouring frames first) and before smoothing (so the placed head moves
-    smoothly). Last, with ``cfg.legs == "uncross"``, frames whose legs cross in the
-    picture get them named by their side of the hips
-    (:func:`dancepipe.transfer.legs.uncross_legs`; the fifth mask).
-    """
-    mirrored = np.zeros(len(kps), dtype=bool)
-    headed = np.zeros(len(kps), dtype=bool)
-    if cfg.facing == "target":
-        kps, mirrored = match_facing(kps, target_facing)
-    kps = interpolate_gaps(kps, cfg.gap_max)
-    if cfg.head != "source" and target_head is not None:
-        kps, headed = complete_heads(kps, target_head, turned=cfg.head == "target")
-    kps = smooth(kps, cfg.smoothing, cfg.window, cfg.polyorder)
-    mapped = apply_mapping(kps, mapping, ankle_y=_fill_in_time(ankle_positions(kps)[1]),
-                           body_x=_fill_in_time(hip_x(kps)))
-    ratios = None
-    if cfg.retarget == "bones":
-        if target_bones is None:
-            raise DancepipeError("labels.transfer.retarget = bones needs the target's bone lengths (normfit stats)")
-        ratios = bone_ratios(target_bones, mapped)
-        mapped = retarget(mapped, ratios, bone_caps(target_bones))
-    if cfg.facing == "target":  # the figure as it will be drawn: a side-on source may face the other way now
-        mapped, late = match_facing(mapped, target_facing, body_only=True)
-        mirrored |= late
-    uncrossed = np.zeros(len(kps), dtype=bool)
-    if cfg.legs == "uncross":
-        mapped, uncrossed = uncross_legs(mapped)
-    return mapped, ratios, mirrored, headed, uncrossed
 
 
 # --------------------------------------------------------------------------- drawing
@@ -340,19 +228,62 @@ def _write_contact_sheet(
 # --------------------------------------------------------------------------- stage entry point
 
 
+def target_space(norm: str | Path, profile: str | Path, cfg: TransferLabelsConfig) -> TargetSpace:
+    """The normfit mapping and what of the target's profile the enabled steps read."""
+    data = read_profile(profile)
+    bones = None
+    if cfg.retarget == "bones":
+        bones = check_target_bones(data["bones"], data["person_frames"], str(profile))
+    return TargetSpace(
+        mapping=load_mapping(norm), bones=bones,
+        facing=dominant_facing(data["facing"]) if cfg.facing == "target" else None,
+        head=data["head"] if cfg.head != "source" else None,
+    )
+
+
+def chain_summary(record: ChainRecord, target: TargetSpace) -> dict[str, Any]:
+    """The chain's record as the label index and the stage summary keep it (the metrics read it there)."""
+    info: dict[str, Any] = {"bone_ratios": record.bone_ratios}
+    if record.ran("facing"):
+        info.update(target_facing=target.facing, mirrored_frames=int(record.mirrored.sum()))
+    info["headed_frames"] = int(record.changed("head").sum())
+    if record.ran("legs"):
+        info["uncrossed_frames"] = int(record.changed("legs").sum())
+    return info
+
+
+def chain_log(record: ChainRecord, target: TargetSpace) -> list[str]:
+    """One log line per correcting step, in the chain's order."""
+    n = record.frames
+    lines = []
+    if record.ran("facing"):
+        way = {"front": "the camera", "back": "away"}.get(target.facing or "", "both ways (none mirrored)")
+        lines.append(f"facing: the target faces {way}; {int(record.mirrored.sum())} of {n} source frames "
+                     "mirrored to match")
+    lines.append(f"head: {int(record.changed('head').sum())} of {n} source frames got the target's head "
+                 "(labels.transfer.head)")
+    if record.ran("legs"):
+        lines.append(f"legs: {int(record.changed('legs').sum())} of {n} source frames had crossed legs; "
+                     "they are named by their side of the hips")
+    if record.bone_ratios is not None:
+        lines.append("retarget: bone ratios " + ", ".join(f"{b} {r:.3f}" for b, r in record.bone_ratios.items()))
+    return lines
+
+
 def run_labels(
     kind: Kind, poses: str | Path, frames_dir: str | Path, out: str | Path, cfg: LabelsConfig,
-    norm: str | Path | None = None, progress: Callable[[int], None] | None = None,
+    norm: str | Path | None = None, profile: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Write ``out/`` for ``kind``: PNG labels, ``index.parquet`` and ``contact_sheet.png``.
 
     ``train`` reads the target pose table; ``transfer`` reads the source pose table and
-    needs ``norm`` (normfit's stats.json). Labels are the size of the target frames.
+    needs ``norm`` (normfit's stats.json) and ``profile`` (the target's profile). Labels
+    are the size of the target frames.
     """
     if kind not in ("train", "transfer"):
         raise DancepipeError(f"labels: unknown kind '{kind}'; choose train or transfer")
     transform, frame_index = load_target_frames(frames_dir)
-    ratios: dict[str, float] | None = None
     transfer_info: dict[str, Any] = {}
     df, kps = _load_poses(poses)
     headed = np.zeros(len(df), dtype=bool)  # transfer frames given the target's head
@@ -365,33 +296,17 @@ def run_labels(
             )
         target_px = kps
     else:
-        if norm is None:
-            raise DancepipeError("transfer labels need the normfit stats (--norm)")
+        if norm is None or profile is None:
+            raise DancepipeError("transfer labels need the normfit stats (--norm) and the target's profile (--profile)")
         sub_cfg = cfg.transfer
-        bones = None
-        if cfg.transfer.retarget == "bones":
-            bones, person = load_target_bones(norm)
-            bones = check_target_bones(bones, person, str(norm))
-        facing = dominant_facing(load_target_facing(norm)) if cfg.transfer.facing == "target" else None
-        head = load_target_head(norm) if cfg.transfer.head != "source" else None
-        if cfg.transfer.head != "source" and head is None:
+        target = target_space(norm, profile, cfg.transfer)
+        if cfg.transfer.head != "source" and target.head is None:
             log.warning("head: the target shows no whole face in any frame; source heads are left as found")
-        target_px, ratios, mirrored, headed, uncrossed = transfer_keypoints(kps, load_mapping(norm), cfg.transfer,
-                                                                            bones, facing, head)
-        log.info("head: %d of %d source frames got the target's head (labels.transfer.head)",
-                 int(headed.sum()), len(headed))
-        if cfg.transfer.facing == "target":
-            log.info("facing: the target faces %s; %d of %d source frames mirrored to match",
-                     "the camera" if facing == "front" else "away" if facing == "back" else "both ways (none mirrored)",
-                     int(mirrored.sum()), len(mirrored))
-            transfer_info = {"target_facing": facing, "mirrored_frames": int(mirrored.sum())}
-        transfer_info["headed_frames"] = int(headed.sum())
-        if cfg.transfer.legs == "uncross":
-            log.info("legs: %d of %d source frames had crossed legs; they are named by their side of the hips",
-                     int(uncrossed.sum()), len(uncrossed))
-            transfer_info["uncrossed_frames"] = int(uncrossed.sum())
-        if ratios is not None:
-            log.info("retarget: bone ratios %s", ", ".join(f"{b} {r:.3f}" for b, r in ratios.items()))
+        target_px, record = transfer_keypoints(kps, cfg.transfer, target)
+        headed = record.changed("head")
+        transfer_info = chain_summary(record, target)
+        for line in chain_log(record, target):
+            log.info(line)
     w, h = transform.width, transform.height
     label_kps = target_px.copy()
     label_kps[..., :2] = transform.apply_points(target_px[..., :2])
@@ -419,13 +334,12 @@ def run_labels(
         write_label_images(label_kps, files, tmp, w, h, style, cfg.draw.workers, progress)
         write_table(index, tmp / "index.parquet", {
             "kind": kind, "width": w, "height": h, "poses": str(poses), "frames": str(frames_dir),
-            "norm": None if norm is None else str(norm), "draw": cfg.draw.model_dump(),
-            kind: sub_cfg.model_dump(), **({"bone_ratios": ratios, **transfer_info} if kind == "transfer" else {}),
+            "norm": None if norm is None else str(norm),
+            "profile": None if profile is None else str(profile), "draw": cfg.draw.model_dump(),
+            kind: sub_cfg.model_dump(), **transfer_info,
         }, schema=INDEX_SCHEMA)
         _write_contact_sheet(tmp, kind, sub_cfg.contact_sheet_frames, found, frames, files, Path(frames_dir),
                              frame_index, w, h)
     summary: dict[str, Any] = {"kind": kind, "frames": len(df), "drawn": int(found.sum()), "width": w, "height": h}
-    if kind == "transfer":
-        summary["bone_ratios"] = ratios
-        summary.update(transfer_info)
+    summary.update(transfer_info)
     return summary

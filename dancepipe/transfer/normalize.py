@@ -40,10 +40,7 @@ from pydantic import Field, model_validator
 from dancepipe.atomic import atomic_path, atomic_write_text
 from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
-from dancepipe.pose.keypoints import FACE_POINTS, KP, columns_to_keypoints, read_table
-from dancepipe.transfer.facing import facing_counts
-from dancepipe.transfer.head import head_shape
-from dancepipe.transfer.retarget import bone_stats, person_frames
+from dancepipe.pose.keypoints import FACE_POINTS, KP, read_keypoints
 
 FORMAT = "dancepipe.norm/1"
 ANKLES: tuple[int, int] = (KP["left_ankle"], KP["right_ankle"])
@@ -354,45 +351,6 @@ def load_mapping(path: str | Path) -> NormMapping:
         raise DancepipeError(f"{path}: normalisation stats lack the mapping field {e}") from e
 
 
-def load_target_bones(path: str | Path) -> tuple[dict[str, dict[str, Any]], int]:
-    """The target's bone statistics from ``stats.json`` and its number of frames with a person."""
-    data = read_stats(path)
-    try:
-        bones = data["bones"]
-        return bones["target"], int(bones["target_person_frames"])
-    except (KeyError, TypeError) as e:
-        raise DancepipeError(f"{path}: normalisation stats lack the bone lengths {e}; rerun normfit") from e
-
-
-def load_target_facing(path: str | Path) -> dict[str, int]:
-    """The target's facing counts from ``stats.json`` (:func:`dancepipe.transfer.facing.facing_counts`)."""
-    data = read_stats(path)
-    try:
-        return {k: int(v) for k, v in data["facing"]["target"].items()}
-    except (KeyError, TypeError, AttributeError, ValueError) as e:
-        raise DancepipeError(f"{path}: normalisation stats lack the target's facing {e}; rerun normfit") from e
-
-
-def load_target_head(path: str | Path) -> dict[str, Any] | None:
-    """The target's head shape from ``stats.json`` (:func:`dancepipe.transfer.head.head_shape`; None if it showed no whole face)."""
-    data = read_stats(path)
-    try:
-        shape = data["head"]["target"]
-        if shape is not None:
-            _ = [float(v) for pt in shape["points"] for v in pt]
-        return shape
-    except (KeyError, TypeError, ValueError) as e:
-        raise DancepipeError(f"{path}: normalisation stats lack the target's head shape {e}; rerun normfit") from e
-
-
-def _load_keypoints(path: str | Path) -> np.ndarray:
-    df, _ = read_table(path)
-    try:
-        return columns_to_keypoints(df).astype(np.float64)
-    except KeyError as e:
-        raise DancepipeError(f"{path}: not a keypoint table (missing keypoint columns)") from e
-
-
 def plot_fit(
     path: Path, measures: dict[str, dict[str, np.ndarray]], stats: dict[str, SubjectStats], mapping: NormMapping
 ) -> None:
@@ -439,7 +397,7 @@ def run_normfit(
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Fit both subjects and the mapping; write ``out`` (stats.json) and the plot."""
-    kps = {"target": _load_keypoints(target), "source": _load_keypoints(source)}
+    kps = {"target": read_keypoints(target), "source": read_keypoints(source)}
     paths = {"target": target, "source": source}
     measures = {k: frame_measures(v) for k, v in kps.items()}
     stats = {k: fit_subject(v, cfg, name=str(paths[k])) for k, v in kps.items()}
@@ -457,15 +415,6 @@ def run_normfit(
         "target": stats["target"].to_dict(),
         "source": stats["source"].to_dict(),
         "mapping": mapping.to_dict(),
-        # bone lengths in each subject's own pixels (labels.transfer.retarget reads the target's)
-        "bones": {
-            "target": bone_stats(kps["target"]), "target_person_frames": person_frames(kps["target"]),
-            "source": bone_stats(kps["source"]), "source_person_frames": person_frames(kps["source"]),
-        },
-        # which way each subject faces the camera (labels.transfer.facing reads the target's)
-        "facing": {k: facing_counts(v) for k, v in kps.items()},
-        # the target's face points on its torso (labels.transfer.head gives them to lost source heads)
-        "head": {"target": head_shape(kps["target"])},
         "notes": [
             f"{k}: ankle {what} range is degenerate; using the median for both ends"
             for k in ("target", "source")
