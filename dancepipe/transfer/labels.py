@@ -335,7 +335,7 @@ def run_labels(
         write_table(index, tmp / "index.parquet", {
             "kind": kind, "width": w, "height": h, "poses": str(poses), "frames": str(frames_dir),
             "norm": None if norm is None else str(norm),
-            "profile": None if profile is None else str(profile), "draw": cfg.draw.model_dump(),
+            **({"profile": str(profile)} if kind == "transfer" else {}), "draw": cfg.draw.model_dump(),
             kind: sub_cfg.model_dump(), **transfer_info,
         }, schema=INDEX_SCHEMA)
         _write_contact_sheet(tmp, kind, sub_cfg.contact_sheet_frames, found, frames, files, Path(frames_dir),
