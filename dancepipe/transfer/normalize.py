@@ -40,6 +40,7 @@ from pydantic import Field, model_validator
 from dancepipe.atomic import atomic_path, atomic_write_text
 from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
+from dancepipe.jsonfiles import read_json_file
 from dancepipe.pose.keypoints import FACE_POINTS, KP, read_keypoints
 
 FORMAT = "dancepipe.norm/1"
@@ -328,18 +329,7 @@ def apply_mapping(
 
 def read_stats(path: str | Path) -> dict[str, Any]:
     """A normfit ``stats.json`` as a dict (format checked), with a one-sentence error."""
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise DancepipeError(f"{p}: normalisation stats do not exist (run the normfit stage first)") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DancepipeError(f"{p}: normalisation stats are not valid JSON") from e
-    except OSError as e:
-        raise DancepipeError(f"{p}: normalisation stats cannot be read ({e.strerror})") from e
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise DancepipeError(f"{p}: not a normfit stats file (expected format '{FORMAT}')")
-    return data
+    return read_json_file(path, "normalisation stats", FORMAT, "normfit", plural=True)
 
 
 def load_mapping(path: str | Path) -> NormMapping:

@@ -21,6 +21,7 @@ import numpy as np
 
 from dancepipe.atomic import atomic_write_text
 from dancepipe.errors import DancepipeError
+from dancepipe.jsonfiles import read_json_file
 from dancepipe.pose.keypoints import read_keypoints
 from dancepipe.transfer.facing import facing_counts
 from dancepipe.transfer.head import head_shape
@@ -51,16 +52,7 @@ def run_profile(poses: str | Path, out: str | Path) -> dict[str, Any]:
 def read_profile(path: str | Path) -> dict[str, Any]:
     """A profile file, its format and fields checked, with a one-sentence error."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise DancepipeError(f"{p}: the target's profile does not exist (run the profile stage first)") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DancepipeError(f"{p}: the target's profile is not valid JSON") from e
-    except OSError as e:
-        raise DancepipeError(f"{p}: the target's profile cannot be read ({e.strerror})") from e
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise DancepipeError(f"{p}: not a target profile (expected format '{FORMAT}'); rerun the profile stage")
+    data = read_json_file(p, "the target's profile", FORMAT, "profile")
     try:
         data["person_frames"] = int(data["person_frames"])
         if not isinstance(data["bones"], dict):
