@@ -597,6 +597,15 @@ def _pose_model(cfg: EvaluateConfig, device: Any, pose_model: Any | None) -> Any
     return load_pose_model(cfg.pose_model, str(device), "evaluate.device")
 
 
+def pose_weights_note(cfg: EvaluateConfig, pose_model: Any) -> str:
+    """The page's line naming the pose weights that ran (the file the model was loaded from), and the
+    name ``evaluate.pose_model`` asked for when that differs (the pinned offline copy stood in)."""
+    path = getattr(pose_model, "ckpt_path", None)
+    ran = Path(path).name if path else cfg.pose_model
+    asked = "" if ran == Path(cfg.pose_model).name else f" (evaluate.pose_model names {cfg.pose_model})"
+    return f"pose model: {ran}{asked}"
+
+
 def _write_metrics(mdir: Path, evaluation: Evaluation, json_name: str, csv_name: str) -> list[str]:
     """Write one evaluation's summary JSON and per-frame CSV under ``mdir``; their paths."""
     write_json(mdir / json_name, evaluation.summary)
@@ -628,13 +637,14 @@ def run_holdout(
     generator, meta = load_generator(generator_path, device)
     split = meta.get("split", {})
     face, note = load_face(face_path, cfg.face, device)
-    held = evaluate_holdout(generator, _pose_model(cfg, device, pose_model), cfg, frames_dir=frames_dir,
+    pose_model = _pose_model(cfg, device, pose_model)
+    held = evaluate_holdout(generator, pose_model, cfg, frames_dir=frames_dir,
                             labels_dir=labels_dir, holdout_frames=split.get("holdout_frames", []),
                             train_frames=split.get("train_frames", []), face=face, device=device, progress=progress)
     outputs = _write_metrics(Path(metrics_dir), held, EVAL_JSON, EVAL_CSV) + [str(report_path)]
     write_report(report_path, holdout=held, train_curves=train_curves, title=title,
                  notes=[note, f"generator: {generator_path} (step {meta.get('step')})",
-                        f"pose model: {cfg.pose_model}"])
+                        pose_weights_note(cfg, pose_model)])
     return EvaluateResult(held, note, outputs)
 
 
@@ -669,9 +679,11 @@ def run_transfer(
     if (target_labels is None) != (generator_path is None):
         raise DancepipeError("the coverage of a dance needs both the target's training labels and its generator file")
     repertoire = load_repertoire(target_labels, generator_path) if target_labels is not None else None
-    trans = evaluate_transfer(_pose_model(cfg, device, pose_model), cfg, labels_dir=labels_dir, video=video,
+    pose_model = _pose_model(cfg, device, pose_model)
+    trans = evaluate_transfer(pose_model, cfg, labels_dir=labels_dir, video=video,
                               empty_rule=empty_rule, side_by_side=side_by_side, repertoire=repertoire,
                               progress=progress)
     outputs = _write_metrics(Path(metrics_dir), trans, TRANSFER_JSON, TRANSFER_CSV) + [str(report_path)]
-    write_report(report_path, transfer=trans, title=title, notes=[f"video: {video}", f"pose model: {cfg.pose_model}"])
+    write_report(report_path, transfer=trans, title=title, video=side_by_side or video,
+                 notes=[f"video: {video}", pose_weights_note(cfg, pose_model)])
     return EvaluateResult(trans, "", outputs)

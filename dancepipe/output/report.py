@@ -1,17 +1,20 @@
-"""The HTML report: one self-contained page per target and per pair, and an index.
+"""The HTML report: one page per target and per pair, and an index over them all.
 
-``outputs/report.html`` (:func:`index_html`) lists every target's held-out metrics and
-every (target, source) pair's transfer metrics, linking to each page:
+``outputs/report.html`` (:func:`write_index`) shows every target's held-out sample
+frames and every (target, source) dance as a playable video, each beside its numbers,
+and links each page:
 ``outputs/<target>/held-out.html`` and ``outputs/<target>/<source>.html``.
 
-Everything is inline (CSS and images as base64 PNG), so the file can be opened
-offline, attached to an issue or archived next to the metrics. Figures are drawn with
-matplotlib's Agg backend (no display needed). Sections: key metrics (held-out frames
-as a generator | nearest-neighbour baseline table), sample frames (label | generated |
-baseline | real for the held-out frames; label | generated for the transfer),
-per-frame series (generator and baseline on the same axes), and the training curves
-read from dvclive's TSV files (``dvclive/<target>/train/plots/metrics/*.tsv``) when they exist —
-a note says so when not.
+Pictures are inline (CSS, images as base64 PNG, posters as base64 JPEG); the videos are
+not: a ``<video>`` refers to the rendered MP4 by a path relative to the page (the render
+stage writes it beside the pages, under ``outputs/``), so a page plays its video when
+opened from disk (``file://``) or served with the folder. Figures are drawn with
+matplotlib's Agg backend (no display needed). Page sections: key metrics (held-out
+frames as a generator | nearest-neighbour baseline table), the dance's video, sample
+frames (label | generated | baseline | real for the held-out frames; frames of the
+side-by-side video for the transfer), per-frame series (generator and baseline on the
+same axes), and the training curves read from dvclive's TSV files
+(``dvclive/<target>/train/plots/metrics/*.tsv``) when they exist — a note says so when not.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import html
 import io
 import json
 import math
+import os
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,8 @@ import numpy as np
 import pandas as pd
 
 from dancepipe.atomic import atomic_path
+from dancepipe.errors import DancepipeError
+from dancepipe.video.decode import iter_frames, probe
 
 
 @dataclasses.dataclass
@@ -103,6 +110,52 @@ def _figure_base64(fig: Any) -> str:
 
 def _img(b64: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def jpeg_base64(image: np.ndarray, quality: int = 85) -> str:
+    """(H, W, 3) uint8 RGB → base64 JPEG string (posters: photographs, where PNG is large)."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoLink:
+    """A video a page plays: the file (read for its size and poster) and its address from the page."""
+
+    path: Path
+    href: str
+
+    @classmethod
+    def beside(cls, video: str | Path, page: str | Path) -> VideoLink:
+        """``video`` as linked from ``page``: a relative address, so it works from disk and from a server."""
+        rel = os.path.relpath(Path(video).resolve(), Path(page).resolve().parent)
+        return cls(Path(video), urllib.parse.quote(Path(rel).as_posix()))
+
+
+def poster_frame(video: str | Path) -> np.ndarray:
+    """The middle frame of ``video`` as (H, W, 3) uint8 RGB: the picture a page shows before it plays."""
+    middle = probe(video).frame_count // 2
+    last = None
+    for frame in iter_frames(video):
+        last = frame.image
+        if frame.index >= middle:
+            break
+    if last is None:
+        raise DancepipeError(f"{video}: no frame could be decoded for the report's poster")
+    return last
+
+
+def video_html(video: VideoLink, label: str) -> str:
+    """A ``<video>`` of ``video`` with its middle frame as the poster; a video under 480 px wide is shown twice
+    its size."""
+    info = probe(video.path)
+    width = info.width * 2 if info.width < 480 else info.width
+    poster = jpeg_base64(poster_frame(video.path))
+    return (f"<video controls loop playsinline preload='metadata' width='{width}' "
+            f"aria-label='{html.escape(label)}' poster='data:image/jpeg;base64,{poster}' "
+            f"src='{html.escape(video.href)}'>{html.escape(label)}</video>")
 
 
 def _strip(panels: Sequence[np.ndarray], scale: int = 2) -> np.ndarray:
@@ -236,7 +289,13 @@ h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-botto
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;font-size:.9em}
 th{background:#f4f4f4}img{max-width:100%;image-rendering:pixelated;margin:.3em 0}
 .sample{display:inline-block;margin:0 1em 1em 0;font-size:.85em;color:#555}.note{color:#666;font-size:.9em}
+h3{font-size:1.05em;margin:1.2em 0 .3em}video{max-width:100%;height:auto;background:#000;margin:.3em 0}
+.card{display:flex;flex-wrap:wrap;gap:1.2em;align-items:flex-start}.card table{margin-top:.3em}
+.samples{flex:1 1 520px}.samples .sample{width:calc(50% - 1em)}.samples .sample img{width:100%}
 """
+
+# The held-out page's sample frames lie between these marks; the index copies them from there.
+SAMPLES_BEGIN, SAMPLES_END = "<!-- held-out samples -->", "<!-- /held-out samples -->"
 
 
 def render_html(
@@ -246,8 +305,10 @@ def render_html(
     train_curves: str | Path | None = None,
     notes: Sequence[str] = (),
     title: str = "dancepipe report",
+    video: VideoLink | None = None,
 ) -> str:
-    """One report page as a string: the held-out section, the transfer section, or both."""
+    """One report page as a string: the held-out section, the transfer section (with the dance's
+    ``video`` when given), or both."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
     if notes:
@@ -262,16 +323,19 @@ def render_html(
     if transfer is not None:
         parts.append("<h2>Transfer video</h2>")
         parts.append(_notes(transfer.notes))
-        parts.append(metrics_table(transfer.summary))
+        parts.append("<div class='card'>" + (video_html(video, "the dance") if video is not None else "")
+                     + metrics_table(transfer.summary) + "</div>")
     parts.append("<h2>Sample frames</h2>")
     if holdout is not None:
         parts.append("<p class='note'>Held out: label | generated | baseline | real.</p>")
         chosen = _baseline_frames(holdout.per_frame)
+        parts.append(SAMPLES_BEGIN)
         for frame, panels in holdout.samples:
             base = chosen.get(frame)
             caption = f"frame {frame}, baseline: " + (f"training frame {base}" if base is not None else "no match")
             parts.append(f"<div class='sample'>{_img(png_base64(_strip(panels)), f'holdout frame {frame}')}"
                          f"<br>{html.escape(caption)}</div>")
+        parts.append(SAMPLES_END)
     if transfer is not None and transfer.samples:
         what = ("source | stick figure | generated (the side-by-side video)" if len(transfer.samples[0][1]) == 1
                 else "normalised source label | generated")
@@ -307,69 +371,144 @@ def write_report(
     train_curves: str | Path | None = None,
     notes: Sequence[str] = (),
     title: str = "dancepipe report",
+    video: str | Path | None = None,
 ) -> None:
-    """Write one report page atomically."""
-    text = render_html(holdout=holdout, transfer=transfer, train_curves=train_curves, notes=notes, title=title)
+    """Write one report page atomically; ``video`` (the dance's file) is played from its path relative to the page."""
+    text = render_html(holdout=holdout, transfer=transfer, train_curves=train_curves, notes=notes, title=title,
+                       video=None if video is None else VideoLink.beside(video, path))
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
-# Columns of the index page's tables: (summary key, heading).
-HOLDOUT_COLUMNS = (("ssim_box", "box SSIM"), ("baseline_ssim_box", "baseline"), ("ssim_face", "face SSIM"),
-                   ("baseline_ssim_face", "baseline"), ("pose_distance", "pose distance"),
-                   ("warp_error", "warp error"), ("warp_error_real", "real"))
-TRANSFER_COLUMNS = (("frames", "frames"), ("pose_distance", "pose distance"), ("detection_rate", "detected"),
-                    ("warp_error", "warp error"), ("substituted_frames", "held/blank"),
-                    ("covered_frames", "covered frames"), ("pose_distance_covered", "pose distance, covered"))
+# Where the evaluate and render stages write each target's and pair's files, relative to the
+# index (outputs/report.html): the paths dvc.yaml gives their commands (tests/test_report.py
+# checks that the two agree).
+def target_page(target: str) -> str:
+    """The held-out page of ``target``, relative to the index."""
+    return f"{target}/held-out.html"
 
 
-def index_html(targets: Sequence[tuple[str, dict[str, Any] | None, str]],
-               pairs: Sequence[tuple[str, str, dict[str, Any] | None, str, str]]) -> str:
-    """The index page: one row per target (held-out metrics) and per pair (transfer metrics), with links.
+@dataclasses.dataclass(frozen=True)
+class PairPaths:
+    """The files of one (target, source) dance, relative to the index."""
 
-    ``targets`` holds (target, eval summary or None, page link); ``pairs`` holds
-    (target, source, transfer summary or None, page link, video link).
-    """
-    def cells(summary: dict[str, Any] | None, columns: Sequence[tuple[str, str]]) -> str:
-        return "".join(f"<td>{_fmt(summary.get(k)) if summary else '—'}</td>" for k, _ in columns)
+    page: str
+    video: str
+    side_by_side: str
 
-    def head(first: Sequence[str], columns: Sequence[tuple[str, str]]) -> str:
-        return "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in [*first, *(h for _, h in columns)]) + "</tr>"
+    @classmethod
+    def of(cls, target: str, source: str) -> PairPaths:
+        return cls(f"{target}/{source}.html", f"{target}/{source}.mp4", f"{target}/side_by_side/{source}.mp4")
 
+
+def page_samples(page: str | Path) -> str | None:
+    """The sample frames of a held-out page (the HTML between its sample marks); None without any."""
+    path = Path(page)
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    start, end = text.find(SAMPLES_BEGIN), text.find(SAMPLES_END)
+    if start < 0 or end < start:
+        return None
+    return text[start + len(SAMPLES_BEGIN):end].strip() or None
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetEntry:
+    """One target on the index: its held-out summary and sample frames (None: not evaluated yet)."""
+
+    name: str
+    summary: dict[str, Any] | None
+    samples: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class PairEntry:
+    """One dance on the index: its transfer summary and side-by-side video (None: not there yet)."""
+
+    target: str
+    source: str
+    summary: dict[str, Any] | None
+    video: VideoLink | None
+
+
+# The numbers beside each target's samples: (key, heading); the baseline's is ``baseline_<key>``.
+HOLDOUT_ROWS = (("ssim_box", "box SSIM"), ("ssim_face", "face SSIM"), ("pose_distance", "pose distance"),
+                ("warp_error", "warp error"))
+# The numbers beside each dance: (key, heading).
+TRANSFER_ROWS = (("frames", "frames"), ("pose_distance", "pose distance"), ("detection_rate", "detected"),
+                 ("warp_error", "warp error"), ("substituted_frames", "held/blank"),
+                 ("covered_frames", "covered frames"), ("pose_distance_covered", "pose distance, covered"))
+
+
+def _row(key: str, heading: str, *values: str) -> str:
+    cells = "".join(f"<td>{v}</td>" for v in values)
+    return f"<tr><td title='{html.escape(metric_help(key))}'>{html.escape(heading)}</td>{cells}</tr>"
+
+
+def _holdout_numbers(summary: dict[str, Any]) -> str:
+    rows = [_row(k, h, _fmt(summary.get(k)), _fmt(summary.get(BASELINE_PREFIX + k))) for k, h in HOLDOUT_ROWS]
+    rows.append(_row("warp_error_real", "warp error, real frames", _fmt(summary.get("warp_error_real")), "—"))
+    return ("<table><tr><th>held out</th><th>generator</th><th>baseline</th></tr>" + "".join(rows) + "</table>")
+
+
+def _transfer_numbers(summary: dict[str, Any]) -> str:
+    rows = "".join(_row(k, h, _fmt(summary.get(k))) for k, h in TRANSFER_ROWS)
+    return f"<table><tr><th>dance</th><th>value</th></tr>{rows}</table>"
+
+
+def index_html(targets: Sequence[TargetEntry], pairs: Sequence[PairEntry]) -> str:
+    """The index page: each target's held-out samples and each dance's video, each beside its numbers,
+    with links to every page."""
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>dancepipe</title>",
              f"<style>{_CSS}</style></head><body><h1>dancepipe: every target and dance</h1>",
-             "<h2>Targets (self-reenactment on held-out frames)</h2>",
-             "<p class='note'>Generator beside the nearest-neighbour baseline; each page shows sample "
-             "frames, per-frame series and the training curves.</p><table>",
-             head(["target"], HOLDOUT_COLUMNS)]
-    for name, summary, page in targets:
-        parts.append(f"<tr><td><a href='{html.escape(page)}'>{html.escape(name)}</a></td>"
-                     f"{cells(summary, HOLDOUT_COLUMNS)}</tr>")
-    parts += ["</table>", "<h2>Dances (transfer)</h2>",
-              "<p class='note'>Each page shows frames of the side-by-side video (source | stick figure | "
-              "generated) and the per-frame series.</p><table>", head(["target", "source", "video"], TRANSFER_COLUMNS)]
-    for target, source, summary, page, video in pairs:
-        parts.append(f"<tr><td>{html.escape(target)}</td><td><a href='{html.escape(page)}'>{html.escape(source)}</a>"
-                     f"</td><td><a href='{html.escape(video)}'>mp4</a></td>{cells(summary, TRANSFER_COLUMNS)}</tr>")
-    parts.append("</table></body></html>\n")
+             "<h2>Targets: self-reenactment on held-out frames</h2>",
+             "<p class='note'>Frames the generator never trained on: label | generated | nearest-neighbour "
+             "baseline | real. Each target's page adds every metric, per-frame series and the training curves.</p>"]
+    for t in targets:
+        name = html.escape(t.name)
+        parts.append(f"<h3 id='target-{name}'><a href='{html.escape(target_page(t.name))}'>{name}</a></h3>")
+        if t.summary is None:
+            parts.append("<p class='note'>Not evaluated yet.</p>")
+            continue
+        samples = t.samples or "<p class='note'>The held-out page has no sample frames.</p>"
+        parts.append(f"<div class='card'><div class='samples'>{samples}</div>{_holdout_numbers(t.summary)}</div>")
+    parts += ["<h2>Dances: each source's motion on each target</h2>",
+              "<p class='note'>The side-by-side video: source | stick figure | generated. Each dance's page adds "
+              "every metric, frames and per-frame series.</p>"]
+    for p in pairs:
+        paths = PairPaths.of(p.target, p.source)
+        label = f"{p.source} danced by {p.target}"
+        parts.append(f"<h3 id='dance-{html.escape(p.target)}-{html.escape(p.source)}'>"
+                     f"<a href='{html.escape(paths.page)}'>{html.escape(p.source)}</a> danced by "
+                     f"{html.escape(p.target)} <small>(<a href='{html.escape(paths.video)}'>generated video only</a>)"
+                     "</small></h3>")
+        video = video_html(p.video, label) if p.video is not None else "<p class='note'>Not rendered yet.</p>"
+        numbers = ("<p class='note'>Not evaluated yet.</p>" if p.summary is None else _transfer_numbers(p.summary))
+        parts.append(f"<div class='card'>{video}{numbers}</div>")
+    parts.append("</body></html>\n")
     return "\n".join(parts)
 
 
 def write_index(out: str | Path, metrics_root: str | Path, targets: Sequence[str],
                 pairs: Sequence[tuple[str, str]]) -> int:
-    """Write the index page ``out`` from ``metrics_root/<target>/eval.json`` and
-    ``metrics_root/<target>/<source>/transfer.json``; returns how many of those are missing.
+    """Write the index page ``out``; returns how many evaluations are missing.
 
-    Links are relative to ``out``: ``<target>/held-out.html``, ``<target>/<source>.html``
-    and ``<target>/<source>.mp4``, where the evaluate and render stages write them.
+    It reads ``metrics_root/<target>/eval.json`` and ``metrics_root/<target>/<source>/transfer.json``,
+    and beside ``out`` the held-out pages (for their samples) and the side-by-side videos (for
+    their size and poster), where the evaluate and render stages write them.
     """
-    root = Path(metrics_root)
+    root, here = Path(metrics_root), Path(out).parent
 
     def summary(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
-    rows_t = [(t, summary(root / t / "eval.json"), f"{t}/held-out.html") for t in targets]
-    rows_p = [(t, s, summary(root / t / s / "transfer.json"), f"{t}/{s}.html", f"{t}/{s}.mp4") for t, s in pairs]
+    rows_t = [TargetEntry(t, summary(root / t / "eval.json"), page_samples(here / target_page(t))) for t in targets]
+    rows_p = []
+    for t, s in pairs:
+        video = here / PairPaths.of(t, s).side_by_side
+        rows_p.append(PairEntry(t, s, summary(root / t / s / "transfer.json"),
+                                VideoLink.beside(video, out) if video.is_file() else None))
     with atomic_path(out) as tmp:
         tmp.write_text(index_html(rows_t, rows_p), encoding="utf-8")
-    return sum(r[1] is None for r in rows_t) + sum(r[2] is None for r in rows_p)
+    return sum(r.summary is None for r in rows_t) + sum(r.summary is None for r in rows_p)
