@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--conf", type=float, default=0.25)
     parser.add_argument("--batch", type=int, default=8, help="extract_poses batch size")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                         help="poses.precision for the dancepipe side (the anchor always runs fp32)")
     parser.add_argument("--loops", type=int, default=10, help="length factor of the long clip for the RSS test")
     parser.add_argument("--skip-rss", action="store_true", help="skip the memory test")

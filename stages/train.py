@@ -12,7 +12,6 @@ from dancepipe.cli import PARAMS_OPTION, progress, stage_command
 from dancepipe.config import load_config
 from dancepipe.errors import DancepipeError
 from dancepipe.hardware import distributed as du
-from dancepipe.hardware.devices import resolve_device
 from dancepipe.model.train import check_devices, run_training
 
 DIR = click.Path(file_okay=False)
@@ -31,14 +30,15 @@ DIR = click.Path(file_okay=False)
 def main(frames: str, labels: str, out: str, checkpoints: str, logdir: str, params_path: str) -> None:
     """Train the generator on consecutive (label, frame) pairs of the target video."""
     cfg = load_config("train", params_path)
-    if cfg.devices > 1 and not du.under_launcher():
-        check_devices(cfg)
-        rc = subprocess.call(du.torchrun_command(cfg.devices, __file__, sys.argv[1:]))
-        if rc != 0:
-            raise DancepipeError(f"train.devices = {cfg.devices}: the torchrun job failed with exit status {rc}")
-        return
+    if not du.under_launcher():  # else the user's own torchrun (several machines) started it: join that job
+        check_devices(cfg)  # device, device count and amp errors before any process starts
+        if cfg.devices > 1:
+            rc = subprocess.call(du.torchrun_command(cfg.devices, __file__, sys.argv[1:]))
+            if rc != 0:
+                raise DancepipeError(f"train.devices = {cfg.devices}: the torchrun job failed with exit status {rc}")
+            return
     ctx = du.context_from_env()
-    du.init(ctx, du.device_for(ctx, resolve_device(cfg.device, "train.device")))
+    du.init(ctx, du.device_for(ctx, cfg.device, "train.device"))
     try:
         bar = progress(cfg.steps, "train", unit="step") if ctx.is_main else nullcontext(None)
         with bar as advance:

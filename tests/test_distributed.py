@@ -14,9 +14,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from dancepipe.errors import DancepipeError
 from dancepipe.hardware import distributed as du
+from dancepipe.hardware.devices import MachineFacts
 from dancepipe.model.dataset import PairBatches, load_training_data, to_model_range
-from dancepipe.model.train import TrainConfig, Trainer, resolve_switches
+from dancepipe.model.train import TrainConfig, Trainer, check_devices, resolve_switches
 from tests.fixtures.train import TINY_TRAIN, write_clip
 
 STEPS = 4
@@ -85,11 +87,130 @@ def test_two_gloo_processes_match_one_process(tmp_path) -> None:
 
 def test_context_from_env_and_torchrun_command() -> None:
     assert du.context_from_env({}) == du.SINGLE
+    assert not du.under_launcher({})
     ctx = du.context_from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})
     assert (ctx.rank, ctx.world_size, ctx.local_rank, ctx.is_main, ctx.distributed) == (3, 4, 1, False, True)
     cmd = du.torchrun_command(2, "stages/train.py", ["--out", "x.pt"])
     assert cmd[-4:] == ["--nproc_per_node=2", "stages/train.py", "--out", "x.pt"]
     assert "--standalone" in cmd
+
+
+# --- device decisions on simulated machines (no GPU needed) ---------------------------------------
+
+ONE_GPU = MachineFacts(cuda_capabilities=((8, 0),))
+FOUR_GPUS = MachineFacts(cuda_capabilities=((8, 0),) * 4)
+
+
+def cuda(i: int) -> torch.device:
+    return torch.device("cuda", i)
+
+
+@pytest.fixture
+def set_device(monkeypatch) -> list[torch.device]:
+    """torch.cuda.set_device recorded instead of called; like the real one, it refuses a device without index."""
+    calls: list[torch.device] = []
+
+    def fake(device: torch.device | str | int) -> None:
+        dev = torch.device(device)
+        if dev.index is None:
+            raise ValueError(f"Expected a torch.device with a specified index or an integer, but got: {device}")
+        calls.append(dev)
+
+    monkeypatch.setattr(torch.cuda, "set_device", fake)
+    return calls
+
+
+@pytest.mark.parametrize("value", ["auto", "cuda", "cuda:0"])
+def test_one_gpu_without_an_index_is_cuda_0_not_a_crash(set_device, value) -> None:
+    assert du.device_for(du.SINGLE, value, "train.device", ONE_GPU) == cuda(0)
+    assert set_device == [cuda(0)]
+
+
+def test_four_gpus_and_cuda_0_put_each_rank_on_its_own_gpu(set_device) -> None:
+    check_devices(TrainConfig(device="cuda:0", devices=4), FOUR_GPUS)
+    for r in range(4):
+        assert du.device_for(du.DistContext(rank=r, world_size=4, local_rank=r), "cuda:0", "train.device",
+                             FOUR_GPUS) == cuda(r)
+    assert set_device == [cuda(0), cuda(1), cuda(2), cuda(3)]
+
+
+def test_second_node_under_torchrun_uses_its_local_rank(set_device) -> None:
+    env = {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "node0", "MASTER_PORT": "29500"}
+    assert du.under_launcher(env)
+    ctx = du.context_from_env(env)
+    assert (ctx.rank, ctx.local_rank, ctx.is_main) == (5, 1, False)
+    assert du.device_for(ctx, "auto", "train.device", FOUR_GPUS) == cuda(1)  # not cuda:5
+    assert du.device_for(ctx, "cpu", "train.device", FOUR_GPUS) == torch.device("cpu")
+    # two processes on each of two 4-GPU machines: global rank 3 is the second process of the second
+    ctx = du.context_from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})
+    assert du.device_for(ctx, "cuda", "train.device", FOUR_GPUS) == cuda(1)  # not cuda:3
+    assert set_device == [cuda(1), cuda(1)]
+
+
+def test_check_devices_refuses_before_any_process_starts() -> None:
+    with pytest.raises(DancepipeError, match=r"^train.devices = 4 needs 4 CUDA device\(s\) but this machine has 2 "):
+        check_devices(TrainConfig(devices=4), MachineFacts(cuda_capabilities=((8, 0),) * 2))
+    with pytest.raises(DancepipeError, match=r"^train.amp = 'bf16' but cuda:0 has compute capability 7.5"):
+        check_devices(TrainConfig(devices=2, amp="bf16"), MachineFacts(cuda_capabilities=((7, 5),) * 2))
+    with pytest.raises(DancepipeError, match=r"^train.device = 'cuda' but this machine has no CUDA device"):
+        check_devices(TrainConfig(device="cuda"), MachineFacts())
+    check_devices(TrainConfig(devices=4), FOUR_GPUS)
+    check_devices(TrainConfig(devices=3, device="cpu"), MachineFacts())
+
+
+def test_ranks_that_choose_different_precisions_stop_with_one_sentence(monkeypatch) -> None:
+    from dancepipe.model import train as train_mod
+
+    monkeypatch.setattr(du, "all_gather_object", lambda obj: ["bf16", "bf16", "fp16", "fp16"])
+    with pytest.raises(DancepipeError, match=r"train.amp = 'auto' gives different precisions on different ranks "
+                                             r"\(rank 0: bf16, rank 1: bf16, rank 2: fp16, rank 3: fp16\)"):
+        train_mod._check_same_precision(TrainConfig(), "fp16")
+    monkeypatch.setattr(du, "all_gather_object", lambda obj: ["fp16", "fp16"])
+    train_mod._check_same_precision(TrainConfig(), "fp16")
+
+
+def test_a_rank_that_cannot_see_rank_0_s_checkpoint_says_shared_storage(tmp_path, monkeypatch) -> None:
+    """Rank 0 alone lists the checkpoints; a rank on another machine without shared storage
+    cannot load the one it picked, and says so instead of a missing-file error."""
+    from dancepipe.model import train as train_mod
+
+    frames, labels = write_clip(tmp_path / "clip", n=12)
+    monkeypatch.setattr(train_mod, "_resume_point", lambda *args: 2)  # what rank 0 broadcast
+    ctx = du.DistContext(rank=1, world_size=2, local_rank=1)
+    with pytest.raises(DancepipeError, match=r"rank 1 cannot see step 2, which rank 0 resumes from; training on "
+                                             r"several machines needs the checkpoints on shared storage"):
+        train_mod.run_training(TrainConfig(**{**TINY_TRAIN, "device": "cpu"}), frames, labels, tmp_path / "g.pt",
+                               tmp_path / "ck", tmp_path / "live", ctx=ctx)
+    assert not (tmp_path / "g.pt").exists()
+
+
+def test_cuda_rng_state_is_this_rank_s_gpu_only(monkeypatch) -> None:
+    """Rank 0 saves its own GPU's generator; each rank restores it into its own GPU (a host with
+    fewer GPUs than rank 0's must not be asked for all of them)."""
+    trainer = Trainer(TrainConfig(**TINY_TRAIN), torch.device("cpu"),
+                      resolve_switches(TrainConfig(**TINY_TRAIN), torch.device("cpu")), None)
+    assert "cuda" not in trainer.training_state()["rng"]  # a CPU run has no CUDA generator to save
+    calls: list[tuple] = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: torch.tensor([7, int(device.index)]))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: calls.append((state.tolist(), device)))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: calls.append(("all", len(states))))
+    trainer.device = cuda(3)  # as if it ran on its host's fourth GPU
+    state = trainer.training_state()
+    assert state["rng"]["cuda"].tolist() == [7, 3]
+    trainer.device = cuda(0)  # resumed by a rank on a one-GPU host
+    trainer.restore(trainer.weights(), state, Path("x"))
+    assert calls == [([7, 3], cuda(0))]
+    calls.clear()  # a file from before: every GPU of rank 0's host, skipped rather than failing here
+    trainer.restore(trainer.weights(), {**state, "rng": {**state["rng"], "cuda": [torch.zeros(2)] * 4}}, Path("x"))
+    assert calls == []
+
+
+def test_compile_compiles_g_only() -> None:
+    """D's requires_grad flips twice a step; compiled, it would be specialised per state (see Trainer)."""
+    cfg = TrainConfig(**{**TINY_TRAIN, "compile": True})
+    trainer = Trainer(cfg, torch.device("cpu"), resolve_switches(cfg, torch.device("cpu")), None)
+    assert isinstance(trainer.pair_g, torch._dynamo.eval_frame.OptimizedModule)
+    assert trainer.d_plain is trainer.d and trainer.ddp_d is trainer.d
 
 
 def _stage_params(path: Path, **train) -> Path:

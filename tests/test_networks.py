@@ -146,8 +146,8 @@ def test_every_sequence_runner_conditions_alike():
         f1 = g(to_model(labels[1]), f0)
     np.testing.assert_array_equal(streamed[1], to_uint8(f1)[0])
     # under bf16 autocast as well: both runners pass the switch down to the same step
-    streamed16 = np.stack(list(generate_sequence(g, list(labels), device=torch.device("cpu"), bf16=True)))
-    batch16 = generate_frames(g, torch.from_numpy(labels).permute(0, 3, 1, 2), torch.device("cpu"), bf16=True)
+    streamed16 = np.stack(list(generate_sequence(g, list(labels), device=torch.device("cpu"), precision="bf16")))
+    batch16 = generate_frames(g, torch.from_numpy(labels).permute(0, 3, 1, 2), torch.device("cpu"), precision="bf16")
     np.testing.assert_array_equal(streamed16, batch16.permute(0, 2, 3, 1).numpy())
     assert not np.array_equal(streamed16, streamed)
 
@@ -161,8 +161,8 @@ def test_next_frame_in_bf16_is_float32_and_close_to_fp32():
     label = torch.rand(2, 3, 32, 48) * 2 - 1
     with torch.no_grad():
         full = next_frame(g, label, None)
-        half = next_frame(g, label, None, bf16=True)
-        again = next_frame(g, label, half, bf16=True)  # a bf16 frame fed back as the previous one
+        half = next_frame(g, label, None, "bf16")
+        again = next_frame(g, label, half, "bf16")  # a bf16 frame fed back as the previous one
     assert half.dtype == torch.float32 and again.dtype == torch.float32
     assert not torch.equal(full, half)
     # bf16 keeps 8 bits of mantissa: differences of a few 1/256 on the [-1, 1] scale

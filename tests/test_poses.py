@@ -228,8 +228,10 @@ def test_resolve_precision():
     assert resolve_precision("auto", "cpu", "poses.precision") == ("bf16" if cpu_has_native_bf16() else "fp32")
     assert native_bf16("cpu") == cpu_has_native_bf16()
     assert not native_bf16("meta")
-    with pytest.raises(DancepipeError, match="poses.precision: bf16 is supported on cpu and cuda"):
+    with pytest.raises(DancepipeError, match="poses.precision = 'bf16' but mps has no bf16 autocast"):
         resolve_precision("bf16", "mps", "poses.precision")
+    with pytest.raises(DancepipeError, match="poses.precision = 'fp16' but this stage runs on cpu"):
+        resolve_precision("fp16", "cpu", "poses.precision")
 
 
 def test_no_person_video_is_an_error_and_writes_nothing(make_video, cpu_cfg: PosesConfig, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dancepipe.errors import DancepipeError
+from dancepipe.hardware.devices import MachineFacts
 from dancepipe.model.checkpoint import list_checkpoints, load_generator
 from dancepipe.model.dataset import batch_indices, load_training_data, split_point
 from dancepipe.model.networks import generate_frames
@@ -69,17 +71,20 @@ def test_lr_schedule_hand_computed_values(steps: int, decay_start: float, expect
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 500), st.floats(0, 1))
 def test_lr_is_constant_then_decays_linearly_to_zero(steps: int, decay_start: float) -> None:
+    """Shape, not formula: the rate stays at lr through update ``start``, the ``decay_start`` share of the steps
+    rounded down, then falls by equal amounts to reach 0 at update ``steps`` (one past the last); every update
+    trains, at a rate in (0, lr]."""
     cfg = _cfg(steps=steps, decay_start=decay_start, lr=1e-3)
     lrs = np.array([lr_at(s, cfg) for s in range(steps + 1)])
-    start = int(np.floor(decay_start * steps))
-    assert (lrs[:max(start, 1)] == cfg.lr).all()
-    assert (lrs[:steps] > 0).all()
-    if start == steps:  # nothing to decay
-        assert (lrs == cfg.lr).all()
-        return
-    # from `start` on, every value lies on the line from (start, lr) down to (steps, 0)
-    s = np.arange(start, steps + 1)
-    np.testing.assert_allclose(lrs[start:], cfg.lr * (1 - (s - start) / (steps - start)), rtol=1e-9, atol=1e-15)
+    assert ((lrs[:steps] > 0) & (lrs[:steps] <= cfg.lr)).all()
+    below = np.flatnonzero(lrs < cfg.lr)
+    start = below[0] - 1 if len(below) else steps  # the last update at full rate
+    assert start >= 0 and (lrs[:start + 1] == cfg.lr).all()
+    assert start <= decay_start * steps < start + 1
+    if start < steps:
+        assert lrs[steps] == pytest.approx(0, abs=1e-15)
+        drops = -np.diff(lrs[start:])
+        np.testing.assert_allclose(drops, drops[0], rtol=1e-9)
 
 
 @settings(max_examples=60, deadline=None)
@@ -160,10 +165,59 @@ def test_config_errors_name_the_key_and_the_choices(tmp_path) -> None:
 def test_auto_switches_on_cpu() -> None:
     sw = resolve_switches(TrainConfig(), torch.device("cpu"))
     assert (sw.channels_last, sw.compile, sw.workers, sw.pin_memory) == (False, False, 0, False)
-    assert sw.amp == cpu_has_native_bf16()  # bf16 only where the CPU has AMX or AVX512-BF16
-    assert not resolve_switches(TrainConfig(amp="off"), torch.device("cpu")).amp
+    # bf16 only where the CPU has AMX or AVX512-BF16 (the kernel's flags are the oracle)
+    assert sw.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_switches(TrainConfig(amp="off"), torch.device("cpu")).precision == "fp32"
     sw = resolve_switches(TrainConfig(amp="bf16", channels_last=True, workers=1), torch.device("cpu"))
-    assert sw.amp and sw.channels_last and sw.workers == 1
+    assert sw.precision == "bf16" and sw.channels_last and sw.workers == 1
+    # the decision reads the machine's facts: a V100 gets fp16, with the other CUDA defaults
+    sw = resolve_switches(TrainConfig(), torch.device("cuda", 0), MachineFacts(cuda_capabilities=((7, 0),)))
+    assert (sw.precision, sw.channels_last, sw.workers, sw.pin_memory) == ("fp16", True, 2, True)
+
+
+def test_fp16_training_uses_a_gradient_scaler(clip, monkeypatch) -> None:
+    """fp16 is for CUDA, but its path runs on CPU when the decision is forced: autocast to fp16,
+    both losses scaled and both steps taken through their scalers, losses close to fp32's."""
+    device = torch.device("cpu")
+    data = load_training_data(*clip, holdout_fraction=0.1)
+    batch = [x.float().div(127.5).sub(1.0) for x in (data.labels[0:2], data.labels[1:3], data.images[0:2],
+                                                     data.images[1:3])]
+    cfg = _cfg(amp="off")
+    fp32 = Trainer(cfg, device, resolve_switches(cfg, device), None)
+    assert not fp32.scaler_g.is_enabled() and not fp32.scaler_d.is_enabled()
+    trainer = Trainer(cfg, device, dataclasses.replace(resolve_switches(cfg, device), precision="fp16"), None)
+    calls: list[str] = []
+
+    def spy(name: str, f):
+        def run(*args):
+            calls.append(name)
+            return f(*args)
+        return run
+
+    for name in ("scaler_g", "scaler_d"):
+        scaler = getattr(trainer, name)
+        for method in ("scale", "step"):
+            monkeypatch.setattr(scaler, method, spy(f"{name}.{method}", getattr(scaler, method)))
+    with trainer.autocast():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.float16
+    first = {k: float(v) for k, v in trainer.train_step(*batch).items()}
+    assert calls == ["scaler_g.scale", "scaler_g.step", "scaler_d.scale", "scaler_d.step"]
+    reference = {k: float(v) for k, v in fp32.train_step(*batch).items()}
+    for name in ("loss_g", "loss_l1", "loss_d"):
+        assert first[name] == pytest.approx(reference[name], rel=0.02), name
+    losses = [first] + [{k: float(v) for k, v in trainer.train_step(*batch).items()} for _ in range(7)]
+    assert all(np.isfinite(list(step.values())).all() for step in losses)
+    # G's first steps overflow at the initial scale of 2**16: they are skipped while its scaler backs
+    # off (D's, separate, need not), then G trains
+    assert trainer.scaler_g.get_scale() < 2.0**16
+    assert losses[-1]["loss_l1"] < losses[0]["loss_l1"]
+    # the scalers' state is part of the training state, and comes back on resume
+    state = trainer.training_state()
+    assert state["scaler_g"]["scale"] == trainer.scaler_g.get_scale() and "scaler_d" in state
+    assert "scaler_g" not in fp32.training_state()
+    again = Trainer(cfg, device, dataclasses.replace(resolve_switches(cfg, device), precision="fp16"), None)
+    again.restore(trainer.weights(), {**state, "scaler_g": {**state["scaler_g"], "scale": 1024.0}}, Path("x"))
+    assert again.scaler_g.get_scale() == 1024.0
 
 
 def test_bf16_training_steps_follow_fp32(clip) -> None:
@@ -235,18 +289,20 @@ def test_ema_keep_factor_hand_computed(done: int, halflife: float, expected: flo
 
 
 def test_weight_average_is_the_recursion_over_the_updates(clip) -> None:
-    cfg = _cfg(ema_halflife=3.0)
+    """After update t the average is keep_t * average + (1 - keep_t) * weights, keep_t = 0.5 ** (1 / half-life in
+    force). Worked by hand for a half-life of 1 step: it ramps up by 0.1 an update (0.1, 0.2, ..., 1.0), so the
+    exponents 1 / half-life are 10, 5, 10/3, ..., 1, and 1 from then on."""
+    keeps = [0.5 ** e for e in (10, 5, 10 / 3, 2.5, 2, 5 / 3, 10 / 7, 1.25, 10 / 9, 1, 1, 1)]
+    cfg = _cfg(ema_halflife=1.0)
     device = torch.device("cpu")
     trainer = Trainer(cfg, device, resolve_switches(cfg, device), None)
     data = load_training_data(*clip, holdout_fraction=0.1)
     expected = [p.detach().clone() for p in trainer.g.parameters()]
-    for step in range(40):
+    for step, keep in enumerate(keeps):
         r = int(data.pairs[step % len(data.pairs)])
         batch = (data.labels[r:r + 1], data.labels[r + 1:r + 2], data.images[r:r + 1], data.images[r + 1:r + 2])
         trainer.train_step(*(x.float() / 127.5 - 1 for x in batch))
         trainer.update_ema(step + 1)
-        h = min(3.0, 0.1 * (step + 1))  # the half-life in force, ramping up by 0.1 a step
-        keep = 0.5 ** (1 / h)
         expected = [keep * e + (1 - keep) * p.detach() for e, p in zip(expected, trainer.g.parameters(), strict=True)]
     averaged = list(trainer.g_out.parameters())
     assert trainer.g_out is trainer.g_ema
@@ -338,6 +394,25 @@ def test_stage_reports_bad_params_and_short_clips(tmp_path) -> None:
     res = CliRunner().invoke(main, _stage_args(clip, tmp_path, _params(tmp_path)))
     assert res.exit_code == 1 and "clip too short to train on" in res.output
     assert not (tmp_path / "generator.pt").exists()
+
+
+@pytest.mark.parametrize("train, message", [
+    ({"device": "cpu", "amp": "fp16"},
+     "train.amp = 'fp16' but this stage runs on cpu, and fp16 autocast is for CUDA GPUs; use 'auto'"),
+    pytest.param({"device": "mps"}, "train.device = 'mps' but MPS (Apple GPUs) is not available here",
+                 marks=pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS")),
+    pytest.param({"device": "cuda", "devices": 4}, "train.device = 'cuda' but this machine has no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
+])
+def test_stage_refuses_what_the_machine_cannot_run_and_writes_nothing(tmp_path, train, message) -> None:
+    from stages.train import main
+
+    clip = write_clip(tmp_path / "clip", n=12)
+    run = tmp_path / "run"
+    res = CliRunner().invoke(main, _stage_args(clip, run, _params(tmp_path, **train)))
+    assert res.exit_code == 1, res.output
+    assert res.output.startswith(f"Error: {message}") and len(res.output.strip().splitlines()) == 1, res.output
+    assert not run.exists()
 
 
 @pytest.mark.slow

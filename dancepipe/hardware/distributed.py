@@ -5,6 +5,14 @@ The training loop never reads the environment. The stage calls
 MASTER_PORT) and hands the resulting :class:`DistContext` to the loop; tests build one
 directly. A single process is simply a context with ``world_size == 1`` and no process
 group.
+
+Two ways to run several processes: the train stage relaunches itself under
+``torchrun --standalone`` for ``train.devices`` > 1 on one machine
+(:func:`torchrun_command`), or the user starts it under their own ``torchrun`` on each of
+several machines (``--nnodes``, a rendezvous endpoint); the stage sees the launcher's
+environment (:func:`under_launcher`) and joins that job instead. Each process then
+uses the device of its *local* rank (:func:`device_for`): rank 5 of a job with 4 GPUs
+per machine is ``cuda:1`` of the second machine.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import torch.distributed as dist
 from torch import nn
 
 from dancepipe.errors import DancepipeError
+from dancepipe.hardware.devices import MachineFacts, choose_device
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,11 +66,15 @@ def under_launcher(env: Mapping[str, str] | None = None) -> bool:
     return "WORLD_SIZE" in env
 
 
-def device_for(ctx: DistContext, device: str | torch.device) -> torch.device:
-    """The device of this rank: ``cuda`` becomes ``cuda:<local_rank>`` when distributed."""
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None and ctx.distributed:
-        dev = torch.device("cuda", ctx.local_rank)
+def device_for(ctx: DistContext, value: str, param: str, facts: MachineFacts | None = None) -> torch.device:
+    """This rank's device for a device param value, made the current CUDA device when it is one.
+
+    The choice is :func:`~dancepipe.hardware.devices.choose_device` at the context's
+    local rank (always with an index: ``cuda`` → ``cuda:<local_rank>``, ``cuda:N`` →
+    ``cuda:N+local_rank``). ``facts`` defaults to this machine's.
+    """
+    facts = MachineFacts.from_torch() if facts is None else facts
+    dev = choose_device(value, facts, param, ctx.local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     return dev
@@ -114,6 +127,15 @@ def broadcast_object(obj: object, src: int = 0) -> object:
     return box[0]
 
 
+def all_gather_object(obj: object) -> list[object]:
+    """Every rank's ``obj``, in rank order (``[obj]`` for a single process)."""
+    if not dist.is_initialized():
+        return [obj]
+    out: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     """Mean of ``x`` over ranks (for logging losses)."""
     if not dist.is_initialized():
@@ -132,7 +154,12 @@ def wrap(module: nn.Module, device: torch.device) -> nn.Module:
 
 
 def torchrun_command(nproc: int, script: str, args: list[str]) -> list[str]:
-    """The command that relaunches ``script args`` under torchrun with ``nproc`` processes."""
+    """The command that relaunches ``script args`` under torchrun with ``nproc`` processes on this machine.
+
+    ``--standalone`` (a local rendezvous on a free port) is right for this self-launch
+    only; a job over several machines is started by the user's own torchrun, which the
+    stage detects (:func:`under_launcher`) and joins without relaunching.
+    """
     exe = shutil.which("torchrun")
     launcher = [exe] if exe else [sys.executable, "-m", "torch.distributed.run"]
     return [*launcher, "--standalone", f"--nproc_per_node={nproc}", script, *args]

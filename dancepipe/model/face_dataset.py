@@ -107,7 +107,7 @@ def collect_face_crops(
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
     chains: int = CHAINS,
-    bf16: bool = False,
+    precision: str = "fp32",
 ) -> FaceCrops:
     """Run the frozen main generator over the training frames and cut the face crops.
 
@@ -117,8 +117,8 @@ def collect_face_crops(
     batch, so the recurrence is kept while the generator sees batches. ``frames``
     restricts to the generator's training split; frames whose label has no usable face
     box are counted in ``skipped`` and produce no crop. The generator is frozen first
-    (eval mode, no gradients) and never modified. ``bf16`` runs it under bf16
-    autocast (:func:`dancepipe.model.networks.next_frame`).
+    (eval mode, no gradients) and never modified. ``precision`` (fp32, bf16 or fp16) is
+    the autocast it runs under (:func:`dancepipe.model.networks.next_frame`).
     """
     freeze(generator)
     frames_dir, labels_dir = Path(frames_dir), Path(labels_dir)
@@ -142,7 +142,7 @@ def collect_face_crops(
             batch_rows = [segments[k][0] + t for k in active]
             label_np = np.stack([read_rgb(labels_dir / rows[r].file_label) for r in batch_rows])
             label = to_model(label_np, device)
-            fake = next_frame(generator, label, torch.cat([prev[k] for k in active]) if t else None, bf16)
+            fake = next_frame(generator, label, torch.cat([prev[k] for k in active]) if t else None, precision)
             if fake.shape != label.shape:
                 raise DancepipeError(f"main generator returned {tuple(fake.shape)} for a label of {tuple(label.shape)}")
             for j, k in enumerate(active):

@@ -224,8 +224,8 @@ def train_face(
         raise DancepipeError(f"{generator_path}: checkpoint records no training split (split.train_frames)")
 
     log.info("train_face: running the frozen main generator over %d training frames", len(split))
-    bf16 = resolve_precision(cfg.precision, device, "train_face.precision") == "bf16"
-    crops = collect_face_crops(generator, frames_dir, labels_dir, split, device, bf16=bf16)
+    precision = resolve_precision(cfg.precision, device, "train_face.precision")
+    crops = collect_face_crops(generator, frames_dir, labels_dir, split, device, precision=precision)
     log.info("train_face: %d of %d training frames have a usable face; %d skipped without one",
              len(crops), crops.total, crops.skipped)
     net = build_feature_net(feature_net, device)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dancepipe.errors import DancepipeError
+from dancepipe.hardware.precision import autocast
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,37 +304,38 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 def next_frame(generator: nn.Module, label: torch.Tensor, prev: torch.Tensor | None,
-               bf16: bool = False) -> torch.Tensor:
+               precision: str = "fp32") -> torch.Tensor:
     """One step of the recurrence: G's frame for ``label`` given its own previous output.
 
     ``prev`` is None at the first frame of a sequence, which then starts from zeros, as
     in training. Every caller that runs G over a sequence (training samples, face crop
     collection, render, evaluate) steps through this, so they all condition alike.
-    With ``bf16`` G runs under bf16 autocast (as it trains with ``train.amp``); the
-    frame comes back as float32 either way, so the recurrence and everything after it
-    see one dtype. On the demo generator bf16 drifts by 0.0007 (mean absolute error on
-    [0, 1]) from fp32 over a 200-frame recurrence, and runs 1.7x faster on a Zen 4 CPU.
+    With ``precision`` bf16 or fp16 (:func:`dancepipe.hardware.precision.choose_precision`)
+    G runs under that autocast (as it trains with ``train.amp``); the frame comes back as
+    float32 either way, so the recurrence and everything after it see one dtype. On the
+    demo generator bf16 drifts by 0.0007 (mean absolute error on [0, 1]) from fp32 over a
+    200-frame recurrence, and runs 1.7x faster on a Zen 4 CPU.
     """
     x = torch.zeros_like(label) if prev is None else prev
-    if not bf16:
+    if precision == "fp32":
         return generator(label, x)
-    with torch.autocast(label.device.type, dtype=torch.bfloat16):
+    with autocast(label.device, precision):
         return generator(label, x).float()
 
 
 @torch.no_grad()
 def generate_frames(generator: nn.Module, labels: torch.Tensor, device: torch.device,
-                    bf16: bool = False) -> torch.Tensor:
+                    precision: str = "fp32") -> torch.Tensor:
     """G over uint8 labels (N, 3, H, W) in order, each frame conditioned on the previous one → uint8 (N, 3, H, W).
 
     The in-memory form for training-time samples and metrics; render streams frames
-    through :class:`dancepipe.output.render.Recurrence` instead. ``bf16``: see :func:`next_frame`.
+    through :class:`dancepipe.output.render.Recurrence` instead. ``precision``: see :func:`next_frame`.
     """
     was_training = generator.training
     generator.eval()
     out, prev = [], None
     for i in range(len(labels)):
-        prev = next_frame(generator, labels[i:i + 1].to(device).float() / 127.5 - 1, prev, bf16)
+        prev = next_frame(generator, labels[i:i + 1].to(device).float() / 127.5 - 1, prev, precision)
         out.append(((prev.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
     generator.train(was_training)
     return torch.cat(out)

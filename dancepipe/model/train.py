@@ -36,7 +36,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,8 +48,8 @@ from torch import nn
 from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
 from dancepipe.hardware import distributed as du
-from dancepipe.hardware.devices import check_device, resolve_device
-from dancepipe.hardware.precision import native_bf16
+from dancepipe.hardware.devices import MachineFacts, check_device, check_device_count, choose_device
+from dancepipe.hardware.precision import autocast, choose_precision, needs_scaler
 from dancepipe.model import checkpoint as ckpt
 from dancepipe.model.dataset import PairBatches, TrainingData, load_training_data, make_loader, to_model_range
 from dancepipe.model.features import build_feature_net
@@ -102,7 +102,7 @@ class TrainConfig(StageConfig):
     sample_every: int = Field(100, ge=1)
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     devices: int = Field(1, ge=1, le=64)
-    amp: Literal["auto", "bf16", "off"] = "auto"
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool | Auto = "auto"
     compile: bool = False
     workers: int | Auto = Field("auto")
@@ -137,7 +137,7 @@ def run_fingerprint(cfg: TrainConfig, data_fingerprint: str, world_size: int) ->
 class Switches:
     """Speed switches resolved for one device (``auto`` = on for CUDA only)."""
 
-    amp: bool
+    precision: str  # fp32, bf16 or fp16 (autocast; fp16 with a gradient scaler)
     channels_last: bool
     compile: bool
     workers: int
@@ -148,29 +148,34 @@ class Switches:
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
 
-def check_devices(cfg: TrainConfig) -> None:
-    """Refuse ``train.devices`` larger than the GPUs present (CPU runs may use several gloo processes)."""
-    if resolve_device(cfg.device, "train.device").type == "cuda" and cfg.devices > torch.cuda.device_count():
-        raise DancepipeError(
-            f"train.devices = {cfg.devices} but only {torch.cuda.device_count()} CUDA device(s) are visible"
-        )
+def check_devices(cfg: TrainConfig, facts: MachineFacts | None = None) -> None:
+    """Refuse, before torchrun starts any process, ``train.devices`` ranks this machine cannot host
+    (each CUDA rank needs its own GPU; the CPU runs several gloo processes) and a ``train.device``
+    or ``train.amp`` it cannot run."""
+    facts = MachineFacts.from_torch() if facts is None else facts
+    check_device_count(cfg.device, cfg.devices, facts)
+    for local_rank in range(cfg.devices):
+        resolve_switches(cfg, choose_device(cfg.device, facts, "train.device", local_rank), facts)
 
 
-def resolve_switches(cfg: TrainConfig, device: torch.device) -> Switches:
-    """Turn the ``auto`` values of the speed switches into booleans for ``device``.
+def resolve_switches(cfg: TrainConfig, device: torch.device, facts: MachineFacts | None = None) -> Switches:
+    """Turn the ``auto`` values of the speed switches into settings for ``device``.
 
-    ``amp: auto`` is bf16 autocast wherever the hardware computes bf16 natively
-    (:func:`dancepipe.hardware.precision.native_bf16`: CUDA with bf16, CPUs with AMX or
-    AVX512-BF16, where it trained the demo 1.6x faster at the same held-out quality);
-    the other switches default on for CUDA only.
+    ``amp`` is :func:`dancepipe.hardware.precision.choose_precision` (``auto``: bf16
+    autocast where the hardware computes bf16 natively — CUDA capability 8.0+, CPUs with
+    AMX or AVX512-BF16, where it trained the demo 1.6x faster at the same held-out
+    quality —, fp16 with a gradient scaler on older CUDA GPUs with tensor cores, fp32
+    elsewhere); the other switches default on for CUDA only. ``facts`` defaults to this
+    machine's.
     """
+    facts = MachineFacts.from_torch() if facts is None else facts
     cuda = device.type == "cuda"
 
     def pick(value: bool | str) -> bool:
         return cuda if value == "auto" else bool(value)
 
     return Switches(
-        amp=native_bf16(device) if cfg.amp == "auto" else cfg.amp == "bf16",
+        precision=choose_precision(cfg.amp, device, facts, "train.amp"),
         channels_last=pick(cfg.channels_last),
         compile=cfg.compile,
         workers=(2 if cuda else 0) if cfg.workers == "auto" else int(cfg.workers),
@@ -240,14 +245,20 @@ class Trainer:
         self.ddp_d: nn.Module = du.wrap(self.d, device)
         self.d_plain: nn.Module = self.d
         if switches.compile:
+            # G alone is compiled: D's parameters are frozen for G's update and trainable for
+            # its own on every step, and D also runs under no_grad on the real pair. Dynamo
+            # guards a compiled graph on its parameters' requires_grad and on grad mode, so a
+            # compiled D would carry one specialisation per state and switch between them (or
+            # recompile) twice a step. G, the larger network, keeps one state throughout.
             self.pair_g = torch.compile(self.pair_g)
-            self.ddp_d = torch.compile(self.ddp_d)
-            self.d_plain = torch.compile(self.d)
+        # fp16 gradients underflow without loss scaling: one scaler per optimiser, so an
+        # overflow in D's backward does not skip G's step (pass-throughs at other precisions)
+        scale = needs_scaler(switches.precision)
+        self.scaler_g = torch.amp.GradScaler(device.type, enabled=scale)
+        self.scaler_d = torch.amp.GradScaler(device.type, enabled=scale)
 
     def autocast(self) -> AbstractContextManager:
-        if not self.switches.amp:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return autocast(self.device, self.switches.precision)
 
     @property
     def g_out(self) -> Generator:
@@ -294,8 +305,9 @@ class Trainer:
             loss_g = (loss_adv + cfg.lambda_feat * loss_fm + cfg.lambda_perceptual * loss_perc
                       + cfg.lambda_l1 * loss_l1)
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
+        self.scaler_g.scale(loss_g).backward()
+        self.scaler_g.step(self.opt_g)  # unscales first; skips the step if a gradient overflowed
+        self.scaler_g.update()
         # --- discriminator update ---
         _set_requires_grad(self.d, True)
         with self.autocast():
@@ -304,8 +316,9 @@ class Trainer:
             d_fake = [[f[b:] for f in scale] for scale in outs]
             loss_d = self.gan.d_loss(d_real, d_fake)
         self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        self.scaler_d.scale(loss_d).backward()
+        self.scaler_d.step(self.opt_d)
+        self.scaler_d.update()
         return {"loss_g": loss_g.detach(), "loss_d": loss_d.detach(), "loss_adv": loss_adv.detach(),
                 "loss_fm": loss_fm.detach(), "loss_perceptual": loss_perc.detach(), "loss_l1": loss_l1.detach()}
 
@@ -320,10 +333,15 @@ class Trainer:
         return out
 
     def training_state(self) -> dict[str, Any]:
+        # the CUDA generator of this rank's GPU only: every rank seeds alike, so rank 0's stream
+        # (the one saved) is every rank's, and a host with fewer GPUs can still restore it
         rng: dict[str, Any] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": rng}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        state = {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": rng}
+        if self.scaler_g.is_enabled():
+            state |= {"scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict()}
+        return state
 
     def restore(self, weights: dict[str, Any], state: dict[str, Any], source: Path) -> None:
         ckpt.load_into(self.g, weights["state_dict"], source)
@@ -338,8 +356,14 @@ class Trainer:
         except (ValueError, KeyError) as e:
             raise DancepipeError(f"{source}: optimiser state does not fit the networks") from e
         torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        cuda_rng = state["rng"].get("cuda")
+        # a tensor: one GPU's state, loaded into this rank's (older files held a list, every GPU of
+        # rank 0's host, which another host may not have: those are skipped)
+        if isinstance(cuda_rng, torch.Tensor) and self.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda_rng, self.device)
+        if self.scaler_g.is_enabled() and "scaler_g" in state:
+            self.scaler_g.load_state_dict(state["scaler_g"])
+            self.scaler_d.load_state_dict(state["scaler_d"])
 
 
 def _cpu(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -351,7 +375,7 @@ def mean_abs_error(fake: torch.Tensor, real: torch.Tensor) -> float:
     return float((fake.float() - real.float()).abs().mean() / 255.0)
 
 
-def sample_grid(g: nn.Module, data: TrainingData, device: torch.device, bf16: bool = False) -> np.ndarray:
+def sample_grid(g: nn.Module, data: TrainingData, device: torch.device, precision: str = "fp32") -> np.ndarray:
     """Rows of label | generated | real (H·rows, 3·W, 3) uint8 for fixed frames.
 
     Rows: the second frame of the first and of a middle training pair, and the first
@@ -364,7 +388,7 @@ def sample_grid(g: nn.Module, data: TrainingData, device: torch.device, bf16: bo
         rows.append(data.n_train - 1)
     lines = []
     for r in rows:
-        gen = generate_frames(g, data.labels[r:r + 2], device, bf16)[1]
+        gen = generate_frames(g, data.labels[r:r + 2], device, precision)[1]
         lines.append(torch.cat([data.labels[r + 1], gen, data.images[r + 1]], dim=2))
     return torch.cat(lines, dim=1).permute(1, 2, 0).numpy()
 
@@ -377,6 +401,17 @@ class TrainResult:
     resumed_from: int
     metrics: dict[str, float]
     out: Path
+
+
+def _check_same_precision(cfg: TrainConfig, precision: str) -> None:
+    """Every rank must train at one precision (DDP averages the gradients of all of them, and a
+    scaled fp16 gradient averaged with an unscaled one is wrong): machines with different GPUs
+    may resolve ``auto`` differently."""
+    chosen = du.all_gather_object(precision)
+    if len(set(chosen)) > 1:
+        per_rank = ", ".join(f"rank {r}: {p}" for r, p in enumerate(chosen))
+        raise DancepipeError(f"train.amp = {cfg.amp!r} gives different precisions on different ranks ({per_rank}); "
+                             f"set train.amp to one precision that every rank runs")
 
 
 def _resume_point(checkpoints: Path, fingerprint: str, steps: int, ctx: du.DistContext) -> int:
@@ -415,8 +450,11 @@ def run_training(
     initialised when ``ctx.world_size > 1``.
     """
     out, checkpoints, logdir = Path(out), Path(checkpoints), Path(logdir)
-    device = du.device_for(ctx, resolve_device(cfg.device, "train.device"))
-    switches = resolve_switches(cfg, device)
+    facts = MachineFacts.from_torch()
+    device = du.device_for(ctx, cfg.device, "train.device", facts)
+    switches = resolve_switches(cfg, device, facts)
+    if ctx.distributed:
+        _check_same_precision(cfg, switches.precision)
     configure_backends(device)
     data = load_training_data(frames_dir, labels_dir, cfg.holdout_fraction, cfg.pair_gap_max)
     h, w = data.size
@@ -430,6 +468,9 @@ def run_training(
         checkpoints.mkdir(parents=True, exist_ok=True)
     start = _resume_point(checkpoints, fingerprint, cfg.steps, ctx)
     if start:
+        if not ckpt.step_paths(checkpoints, start)[1].is_file():  # rank 0 found it: not on this machine
+            raise DancepipeError(f"{checkpoints}: rank {ctx.rank} cannot see step {start}, which rank 0 resumes "
+                                 f"from; training on several machines needs the checkpoints on shared storage")
         weights, state = ckpt.load_checkpoint(checkpoints, start, fingerprint)
         trainer.restore(weights, state, ckpt.step_paths(checkpoints, start)[0])
         log.info("resumed from %s at step %d of %d", checkpoints, start, cfg.steps)
@@ -460,7 +501,7 @@ def run_training(
                 live.log_metric(k, v)
             live.log_metric("lr", lr_at(step, cfg))
             if done % cfg.sample_every == 0 or done == cfg.steps:
-                live.log_image(f"samples/step_{done:06d}.png", sample_grid(trainer.g_out, data, device, switches.amp))
+                live.log_image(f"samples/step_{done:06d}.png", sample_grid(trainer.g_out, data, device, switches.precision))
             live.make_summary()
         if ctx.is_main and done % cfg.checkpoint_every == 0 and done < cfg.steps:
             ckpt.save_checkpoint(checkpoints, done, {**trainer.weights(), "train": train_params,
@@ -471,7 +512,7 @@ def run_training(
     elapsed = time.perf_counter() - t0
     metrics: dict[str, float] = {}
     if ctx.is_main:
-        metrics = _final_metrics(trainer.g_out, data, device, switches.amp)
+        metrics = _final_metrics(trainer.g_out, data, device, switches.precision)
         metrics["images_per_s"] = images / elapsed if elapsed > 0 and images else 0.0
         metrics["train_seconds"] = elapsed
         ckpt.save_generator(trainer.g_out, out, train_params, data.split, cfg.steps)
@@ -489,7 +530,8 @@ def run_training(
 FINAL_TRAIN_FRAMES = 200
 
 
-def _final_metrics(g: Generator, data: TrainingData, device: torch.device, bf16: bool = False) -> dict[str, float]:
+def _final_metrics(g: Generator, data: TrainingData, device: torch.device,
+                   precision: str = "fp32") -> dict[str, float]:
     """Reconstruction error (mean |G - real| on [0, 1]) on training frames and on the held-out tail.
 
     One recurrent chain, as render runs: it starts :data:`FINAL_TRAIN_FRAMES` frames
@@ -498,7 +540,7 @@ def _final_metrics(g: Generator, data: TrainingData, device: torch.device, bf16:
     """
     n = data.n_train
     first = max(0, n - FINAL_TRAIN_FRAMES)
-    gen = generate_frames(g, data.labels[first:], device, bf16)
+    gen = generate_frames(g, data.labels[first:], device, precision)
     metrics = {"train_l1": mean_abs_error(gen[:n - first], data.images[first:n])}
     if n < len(data.frames):
         metrics["holdout_l1"] = mean_abs_error(gen[n - first:], data.images[n:])

@@ -357,8 +357,9 @@ def evaluate_holdout(
     sample_at = _sample_positions(len(wanted), cfg.sample_frames)
     samples: list[tuple[int, list[np.ndarray]]] = []
     prev_gen = prev_real = prev_base = None
-    bf16 = resolve_precision(cfg.precision, device, "evaluate.precision") == "bf16"
-    gen_iter = generate_sequence(generator, labels_iter(), device=device, face=face, boxes=boxes, bf16=bf16)
+    precision = resolve_precision(cfg.precision, device, "evaluate.precision")
+    gen_iter = generate_sequence(generator, labels_iter(), device=device, face=face, boxes=boxes,
+                                 precision=precision)
     for i, gen in enumerate(gen_iter):
         label, real, base = current.pop(0)
         for path, what, img in ((real_paths[i], "the generator made", gen),

@@ -183,10 +183,10 @@ class Recurrence:
     """
 
     def __init__(self, generator: torch.nn.Module, *, device: torch.device, face: Any | None = None,
-                 timing: Timing | None = None, bf16: bool = False) -> None:
+                 timing: Timing | None = None, precision: str = "fp32") -> None:
         self.generator = generator.eval()
         self.device = device
-        self.bf16 = bf16
+        self.precision = precision
         self.face = face
         self.timing = timing if timing is not None else Timing()
         self.prev: torch.Tensor | None = None
@@ -197,7 +197,7 @@ class Recurrence:
         with torch.inference_mode():
             x = to_model(label, self.device)
             t0 = time.perf_counter()
-            out = next_frame(self.generator, x, self.prev, self.bf16)
+            out = next_frame(self.generator, x, self.prev, self.precision)
             _sync(self.device)
             self.timing.generator += time.perf_counter() - t0
             if out.shape != x.shape:
@@ -232,7 +232,7 @@ def generate_sequence(
     face: Any | None = None,
     boxes: Iterable[Box | None] | None = None,
     timing: Timing | None = None,
-    bf16: bool = False,
+    precision: str = "fp32",
 ) -> Iterator[np.ndarray]:
     """Yield one generated (H, W, 3) uint8 frame per label, sequentially and in order.
 
@@ -242,9 +242,9 @@ def generate_sequence(
     the recurrence keeps the unrefined output, as in training. Face refinement runs
     on :data:`FACE_BATCH` frames at a time, so with a face model the frames come out
     in bursts, up to that many labels after they were read (see :class:`Recurrence`).
-    ``bf16`` runs G under bf16 autocast (:func:`dancepipe.model.networks.next_frame`).
+    ``precision`` (fp32, bf16 or fp16) is G's autocast (:func:`dancepipe.model.networks.next_frame`).
     """
-    recurrence = Recurrence(generator, device=device, face=face, timing=timing, bf16=bf16)
+    recurrence = Recurrence(generator, device=device, face=face, timing=timing, precision=precision)
     timing = recurrence.timing
     box_iter = iter(boxes) if boxes is not None else None
     label_iter = iter(labels)
@@ -319,7 +319,7 @@ def render_transfer(
     preset: str = "medium",
     empty: str = "trim",
     panel_window: int = 15,
-    bf16: bool = False,
+    precision: str = "fp32",
     progress: ProgressFn | None = None,
 ) -> RenderResult:
     """Render the transfer labels to ``out`` (and optionally the side-by-side video).
@@ -331,8 +331,8 @@ def render_transfer(
     first frame kept. ``side_by_side_out`` needs ``source_poses`` (the source's pose
     table): its source panel is cropped around the source subject from
     ``source_video`` and scaled so the dancer is as tall as the stick figure, the crop
-    smoothed over ``panel_window`` frames (:mod:`dancepipe.output.sidebyside`). ``bf16`` runs
-    the generator under bf16 autocast (the face GAN stays in fp32).
+    smoothed over ``panel_window`` frames (:mod:`dancepipe.output.sidebyside`). ``precision``
+    (fp32, bf16 or fp16) is the generator's autocast (the face GAN stays in fp32).
     """
     device = torch.device(device) if isinstance(device, str) else device
     labels = read_index(labels_dir, "labels")
@@ -374,7 +374,7 @@ def render_transfer(
 
     timing = Timing()
     t_start = time.perf_counter()
-    recurrence = Recurrence(generator, device=device, face=face, timing=timing, bf16=bf16)
+    recurrence = Recurrence(generator, device=device, face=face, timing=timing, precision=precision)
     black = np.zeros((h, w, 3), np.uint8)
     # Output frames wait here, in order, until their picture exists: a generated frame
     # until the face step has returned it, a held one until the frame it holds has.
@@ -498,7 +498,7 @@ def run_render(
         side_by_side_out=side_by_side_out,
         source_poses=source_poses, face=face, device=device, crf=cfg.crf, preset=cfg.preset,
         empty=cfg.empty, panel_window=cfg.panel_window, progress=progress,
-        bf16=precision == "bf16",
+        precision=precision,
     )
     result.face_note = note
     return result

@@ -28,7 +28,7 @@ from pydantic import Field, field_validator
 from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
 from dancepipe.hardware.devices import check_device, resolve_device
-from dancepipe.hardware.precision import Precision, resolve_precision
+from dancepipe.hardware.precision import Precision, autocast, resolve_precision
 from dancepipe.pose.estimator import load_pose_model, model_sha256
 from dancepipe.pose.keypoints import COCO_NAMES, DETECTION_SCHEMA, keypoints_to_columns, write_table
 from dancepipe.pose.tracks import Detections
@@ -79,7 +79,7 @@ def mask_keypoints(kps: np.ndarray, kp_conf: float) -> np.ndarray:
 
 
 def _fp32_forward(forward: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a module's forward so it runs in fp32 even inside a bf16 autocast region."""
+    """Wrap a module's forward so it runs in fp32 even inside a bf16/fp16 autocast region."""
     import torch
 
     def run(x: Any, *args: Any, **kwargs: Any) -> Any:
@@ -151,7 +151,7 @@ class PoseRunner:
     own non-maximum suppression picks the detections. Boxes and keypoints are mapped
     back to frame pixels here; no per-frame ``Results`` objects are built.
 
-    With ``precision`` bf16 the backbone and neck run under bf16 autocast while the
+    With ``precision`` bf16 or fp16 the backbone and neck run under that autocast while the
     head (which decodes box and keypoint coordinates) stays in fp32. The runner takes
     over ``model``: its network is fused and re-laid-out in place.
     """
@@ -173,7 +173,7 @@ class PoseRunner:
         self.end2end = bool(getattr(self.net, "end2end", False))
         self.kpt_shape = tuple(self.net.kpt_shape)
         self.precision = resolve_precision(cfg.precision, device, "poses.precision")
-        if self.precision == "bf16":
+        if self.precision != "fp32":
             head = self.net.model[-1]
             head.forward = _fp32_forward(head.forward)
         if self.kpt_shape != (NUM_KP, 3):
@@ -209,8 +209,7 @@ class PoseRunner:
             b[lb.top:lb.top + lb.new_height, lb.left:lb.left + lb.new_width] = cv2.resize(
                 img, (lb.new_width, lb.new_height), interpolation=cv2.INTER_LINEAR
             )
-        bf16 = self.precision == "bf16"
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.inference_mode(), autocast(self.device, self.precision):
             x = torch.from_numpy(buf).to(self.device).permute(0, 3, 1, 2)  # (B, 3, H, W), NHWC memory
             if not self.channels_last:
                 x = x.contiguous()
