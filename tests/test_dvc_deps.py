@@ -104,3 +104,12 @@ def test_the_library_has_no_import_cycle() -> None:
                     seen.add(nxt)
                     stack.append((nxt, [*path, nxt]))
     assert not cycles, f"import cycles: {cycles[:3]}"
+
+
+def test_no_stage_script_shadows_a_standard_library_module() -> None:
+    """``python stages/x.py`` puts stages/ first on sys.path, so a stages/profile.py would replace the
+    standard ``profile`` module for everything the stage imports (torch._dynamo needs the real one)."""
+    import sys
+
+    shadowing = sorted(p.name for p in (ROOT / "stages").glob("*.py") if p.stem in sys.stdlib_module_names)
+    assert shadowing == []

@@ -16,7 +16,7 @@ from tests.test_retarget import LENGTHS, articulated
 
 
 def _profile_cli(*args: str):
-    from stages.profile import main
+    from stages.target_profile import main
 
     return CliRunner().invoke(main, list(args))
 
