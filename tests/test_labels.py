@@ -56,10 +56,13 @@ def test_train_labels_match_frames_and_transform(synth, tmp_path):
     index, meta = read_table(out / "index.parquet")
     assert meta["kind"] == "train" and list(index.columns[:4]) == ["frame", "file", "timestamp", "person_found"]
     assert set(KEYPOINT_COLUMNS) <= set(index.columns)
-    # keypoints are in label pixels: the target's crop transform applied to the pose table
+    # keypoints are in label pixels: the frames' crop box (transform.json: x0, y0, crop_w, crop_h in the
+    # pose table's pixels) scaled to the 64 x 96 label, worked out here from the file's numbers
     poses, _ = read_table(synth["target"])
-    tr = CropTransform.load(synth["frames"] / "transform.json")
-    expect = tr.apply_points(columns_to_keypoints(poses)[..., :2])
+    box = json.loads((synth["frames"] / "transform.json").read_text())
+    xy = columns_to_keypoints(poses)[..., :2]
+    expect = np.stack([(xy[..., 0] - box["x0"]) * 64 / box["crop_w"],
+                       (xy[..., 1] - box["y0"]) * 96 / box["crop_h"]], axis=-1)
     np.testing.assert_allclose(columns_to_keypoints(index)[..., :2], expect, rtol=1e-5, equal_nan=True)
     # face boxes, by hand: a square of 0.1667 * 96 = 16 px (a multiple of 8) centred on the nose in label
     # pixels (the transform of the pose table's nose, computed above), shifted inside the 64 x 96 label
@@ -234,6 +237,37 @@ def test_labels_stage_bad_inputs(synth, tmp_path, repo_root):
 
 # --------------------------------------------------------------------------- demo end to end
 
+def assert_contact_sheet(labels_dir: Path, frames_dir: Path | None, rows: int = 4) -> None:
+    """contact_sheet.png is ``rows`` rows of frame | label | overlay (labels.*.contact_sheet_frames) for labels
+    with a person spread evenly from the first to the last of them, in order. The label tile is that label's
+    PNG; the overlay is the frame where the label has no ink and differs from it where it has; with
+    ``frames_dir`` (train labels) the frame tile is the target frame of the label's number."""
+    index, meta = read_table(labels_dir / "index.parquet")
+    w, h = meta["width"], meta["height"]
+    sheet = cv2.imread(str(labels_dir / "contact_sheet.png"))
+    assert sheet.shape == (rows * h, 3 * w, 3)
+    with_person = np.flatnonzero(index["person_found"].to_numpy())
+    labels = [cv2.imread(str(labels_dir / index["file"].iloc[i])) for i in with_person]
+    frame_files = None if frames_dir is None else read_table(frames_dir / "index.parquet")[0].set_index("frame")["file"]
+    top = h // 8  # the caption is written over the top of the frame tile
+    shown = []
+    for k in range(rows):
+        frame_tile, label_tile, overlay = np.split(sheet[k * h:(k + 1) * h], 3, axis=1)
+        same = [j for j, label in enumerate(labels) if np.array_equal(label, label_tile)]
+        assert same, f"row {k}: the label tile is no label with a person"
+        shown.append(same[0])
+        ink = label_tile[top:].any(axis=2)
+        image, over = frame_tile[top:].astype(int), overlay[top:].astype(int)
+        assert ink.sum() > 50, k
+        np.testing.assert_array_equal(over[~ink], image[~ink])
+        assert (np.abs(over[ink] - image[ink]).max(axis=1) > 0).mean() > 0.9, k
+        if frame_files is not None:
+            frame = cv2.imread(str(frames_dir / frame_files[index["frame"].iloc[with_person[shown[-1]]]]))
+            np.testing.assert_array_equal(frame_tile[top:], frame[top:])
+    evenly = np.arange(rows) * (len(labels) - 1) / (rows - 1)
+    assert np.abs(np.array(shown) - evenly).max() <= 0.5, shown
+
+
 @pytest.mark.slow
 def test_demo_labels_end_to_end(demo_labels, demo_poses, demo_norm):
     stats = json.loads(demo_norm.read_text())
@@ -243,7 +277,7 @@ def test_demo_labels_end_to_end(demo_labels, demo_poses, demo_norm):
         index, meta = read_table(demo_labels[kind] / "index.parquet")
         assert len(_label_files(demo_labels[kind])) == len(index) == len(table)
         assert index["person_found"].sum() >= 0.8 * table["person_found"].sum()
-        assert (demo_labels[kind] / "contact_sheet.png").exists()
+        assert_contact_sheet(demo_labels[kind], Path(meta["frames"]) if kind == "train" else None)
     # train labels overlap the person: most ink lies inside the subject's box (in label pixels)
     table, _ = read_table(demo_poses["target"])
     index, meta = read_table(demo_labels["train"] / "index.parquet")

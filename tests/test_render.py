@@ -30,7 +30,7 @@ from dancepipe.pose.keypoints import KEYPOINT_COLUMNS
 from dancepipe.video.decode import iter_frames, probe
 from dancepipe.video.images import read_rgb
 from tests.conftest import write_video
-from tests.fixtures.render import sway_keypoints, write_labels_dir, write_tiny_generator
+from tests.fixtures.render import recurrence_by_hand, sway_keypoints, write_labels_dir, write_tiny_generator
 from tests.test_encode import decoded_audio, onset_seconds, write_onset_video
 from tests.test_sidebyside import bright_extent, write_pose_table
 
@@ -72,7 +72,39 @@ def test_face_refinement_changes_only_the_box_and_not_the_recurrence():
     assert (frames[0][6:14, 4:12] == 0).all() and frames[0][20, 20, 0] == 159
     assert (frames[1] == 191).all()  # unrefined output fed back, no box this frame
     assert (frames[2][:4, :4] == 0).all() and frames[2][10, 10, 0] == 223
-    assert timing.frames == 3 and timing.generator > 0
+    assert timing.frames == 3
+
+
+def test_timing_puts_each_wait_on_the_step_that_spent_it():
+    """Generator, face step and label reading take known times (sleeps): each lands in its own field.
+
+    The bounds leave 0.1 s for a loaded machine, less than any step's time counted twice or in the
+    wrong field (the face call alone is 0.2 s, the labels 0.18 s).
+    """
+    import time
+
+    class SlowStep(StepGenerator):
+        def forward(self, label, prev):
+            time.sleep(0.03)
+            return super().forward(label, prev)
+
+    class SlowFace(BlackFace):
+        def refine(self, label, image, boxes):
+            time.sleep(0.2)
+            return super().refine(label, image, boxes)
+
+    def slow_labels():
+        for _ in range(3):
+            time.sleep(0.06)
+            yield np.zeros((H, W, 3), np.uint8)
+
+    timing = Timing()
+    frames = list(generate_sequence(SlowStep(), slow_labels(), device=torch.device("cpu"), face=SlowFace(),
+                                    boxes=[(4, 6, 8), None, (0, 0, 4)], timing=timing))
+    assert len(frames) == timing.frames == 3
+    assert 0.09 <= timing.generator < 0.19  # 3 x 0.03 s
+    assert 0.2 <= timing.face < 0.3  # one batch of 3 frames: 0.2 s
+    assert 0.18 <= timing.wait_input < 0.28  # 3 x 0.06 s
 
 
 def test_face_refinement_in_batches_keeps_every_frame_in_order():
@@ -234,15 +266,14 @@ def test_render_without_source_audio_has_no_audio_track(inputs, tmp_path):
     assert not (tmp_path / "sbs.mp4").exists()
 
 
-def test_render_output_matches_generating_directly(inputs, tmp_path):
+def test_render_output_is_the_generator_run_frame_by_frame_on_its_own_output(inputs, tmp_path):
+    """The video's frames are the recurrence written out by hand (:func:`recurrence_by_hand`) over the labels."""
     from dancepipe.model.checkpoint import load_generator
-    from dancepipe.pose.keypoints import read_index
 
     _render(inputs, tmp_path, inputs["silent"], side_by_side=False, crf=0)
     g, _ = load_generator(inputs["generator"])
-    idx = read_index(inputs["labels"], "labels")
-    expected = list(generate_sequence(g, [read_rgb(inputs["labels"] / f) for f in idx["file"]],
-                                      device=torch.device("cpu")))
+    labels = [cv2.cvtColor(cv2.imread(str(inputs["labels"] / f"{i:06d}.png")), cv2.COLOR_BGR2RGB) for i in range(N)]
+    expected = recurrence_by_hand(g, labels)
     got = [f.image for f in iter_frames(tmp_path / "transfer.mp4")]
     luma = np.array([0.299, 0.587, 0.114])
     # crf 0 keeps luma (almost) exactly; yuv420p halves chroma resolution, so compare luma
@@ -540,20 +571,22 @@ def test_labels_without_any_person_are_one_sentence_and_write_nothing(inputs, tm
 @pytest.mark.slow
 def test_demo_transfer_video_has_the_planned_frames_and_the_source_audio_in_sync(demo_transfer_video, demo_labels,
                                                                                   demo_source_video):
-    from dancepipe.output.personless import plan_frames
-
+    """Rendered with the default rule, trim: the video runs from the first label with a person to the last
+    one (person-less labels inside are held, at the ends dropped), and the audio is cut to the same span."""
     labels = pd.read_parquet(demo_labels["transfer"] / "index.parquet").sort_values("frame")
-    plan = plan_frames(labels["person_found"].to_numpy(bool), RenderConfig().empty)
+    assert RenderConfig().empty == "trim"
+    with_person = np.flatnonzero(labels["person_found"].to_numpy(bool))
+    kept = int(with_person[-1] - with_person[0] + 1)
     src = probe(demo_source_video)
     out = probe(demo_transfer_video)
     assert len(labels) == src.frame_count
-    assert out.frame_count == plan.frames and out.codec == "h264"
+    assert out.frame_count == kept and out.codec == "h264"
     assert out.fps == pytest.approx(src.fps)
     assert out.has_audio and out.audio_codec == src.audio_codec == "aac"
     samples, rate = decoded_audio(demo_transfer_video)
-    assert len(samples) / rate == pytest.approx(plan.frames / src.fps, abs=0.05)  # trimmed with the video
+    assert len(samples) / rate == pytest.approx(kept / src.fps, abs=0.05)  # trimmed with the video
     sbs = demo_transfer_video.parent / "side_by_side.mp4"
-    assert sbs.exists() and probe(sbs).frame_count == plan.frames
+    assert sbs.exists() and probe(sbs).frame_count == kept
 
 
 def test_a_labels_index_without_face_columns_skips_the_face_step_and_says_so(caplog):
