@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: venv install install-test demo test test-quick lint bench quality ablation clean-venv
+.PHONY: venv install install-test demo test test-quick lint bench quality ablation picture clean-venv
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -47,6 +47,12 @@ quality: install
 # demo; prints one table and writes metrics/ablation.{json,md}. Needs the repo committed.
 ablation: install
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m benchmarks.ablation
+
+# The README's picture: a few frames of every side-by-side video under $(OUTPUTS), tiled
+# into docs/images/demo-strip.jpg (dancepipe/output/strip.py). Run after `make demo`.
+OUTPUTS ?= outputs
+picture: install
+	$(PY) -m dancepipe.output.strip --outputs $(OUTPUTS) --out docs/images/demo-strip.jpg
 
 clean-venv:
 	rm -rf $(VENV)

@@ -93,9 +93,8 @@ class PerceptualLoss(nn.Module):
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         # The real images' features are constants: computed without a graph, so the backward
-        # pass runs through the fake half only (one batched pass over both also computed input
-        # gradients for the real half, which nothing used; the whole perceptual term is about
-        # 13 % of a demo training step on a Zen 4).
+        # pass runs through the fake half only (one batched pass over both would also compute
+        # input gradients for the real half, which nothing uses).
         fake_feats = self.net(fake)
         with torch.no_grad():
             real_feats = self.net(real)

@@ -6,5 +6,6 @@
 * :mod:`~dancepipe.output.metrics` — image, pose and temporal quality measures;
 * :mod:`~dancepipe.output.baseline` — the paper's nearest-neighbour baseline;
 * :mod:`~dancepipe.output.evaluate` — the evaluate and evaluate_transfer stages;
-* :mod:`~dancepipe.output.report` — the HTML report.
+* :mod:`~dancepipe.output.report` — the HTML report;
+* :mod:`~dancepipe.output.strip` — the README's picture: frames of the side-by-sides, tiled.
 """

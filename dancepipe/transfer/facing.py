@@ -6,8 +6,8 @@ on the left; side-on, the two nearly coincide. The signed, height-normalised
 shoulder and hip widths (:func:`facing_score`) tell the three apart.
 
 Two things make this matter for motion transfer. The pose model often swaps a
-person's sides for a run of frames (measured on the sports2d jumper: 36 of his 137
-frames, in runs of up to ten, while he faces the camera throughout), and a
+person's sides for a run of frames while the person faces the camera throughout
+(docs/labels.md, "Facing", shows it on the demo), and a
 stick figure whose colours say "seen from the back" then asks the generator for a
 view of the target it has never seen if the target always faced the camera. A
 transfer label whose facing disagrees with the one way the target was filmed is
