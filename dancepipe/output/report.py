@@ -291,7 +291,8 @@ th{background:#f4f4f4}img{max-width:100%;image-rendering:pixelated;margin:.3em 0
 .sample{display:inline-block;margin:0 1em 1em 0;font-size:.85em;color:#555}.note{color:#666;font-size:.9em}
 h3{font-size:1.05em;margin:1.2em 0 .3em}video{max-width:100%;height:auto;background:#000;margin:.3em 0}
 .card{display:flex;flex-wrap:wrap;gap:1.2em;align-items:flex-start}.card table{margin-top:.3em}
-.samples{flex:1 1 520px}.samples .sample{width:calc(50% - 1em)}.samples .sample img{width:100%}
+.samples{flex:1 1 520px;display:flex;flex-wrap:wrap;gap:.4em 1em}.samples .sample{margin:0;width:calc(50% - .6em)}
+.samples .sample img{width:100%}
 """
 
 # The held-out page's sample frames lie between these marks; the index copies them from there.
