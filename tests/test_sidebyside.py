@@ -159,6 +159,13 @@ def test_crop_panel_scales_the_box_to_the_panel_and_is_black_outside_the_picture
     assert (crop_panel(grey, (500.0, 0.0, 60.0, 72.0), 40, 48) == 0).all()
 
 
+def test_crop_panel_scaled_up_more_than_twice_from_a_fractional_box_fills_the_panel():
+    """The walker's box at x0 = 1413.36 into a 512x1024 panel (2.2x): it crashed make paper-check."""
+    grey = np.full((994, 1768, 3), 50, np.uint8)
+    panel = crop_panel(grey, (1413.36, 516.3, 234.07, 468.13), 512, 1024)
+    assert panel.shape == (1024, 512, 3) and (panel[2:-2, 2:-2] == 50).all()  # edges: within a pixel
+
+
 def test_source_panels_follow_the_subject_through_a_real_video(tmp_path):
     xs = [40.0 + 20 * t for t in range(12)]
     frames, boxes = rectangle_clip(xs)

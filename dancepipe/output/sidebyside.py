@@ -187,7 +187,9 @@ def crop_panel(image: np.ndarray, box: tuple[float, float, float, float], width:
     ix1, iy1 = min(W, int(round(x0 + bw))), min(H, int(round(y0 + bh)))
     if ix1 <= ix0 or iy1 <= iy0:
         return panel
-    px0, py0 = int(round((ix0 - x0) * sx)), int(round((iy0 - y0) * sy))
+    # ix0 rounds x0, so ix0 - x0 may be slightly negative; scaled up more than 2x (a 512x1024
+    # panel of a small source subject) it would round to -1, an empty slice
+    px0, py0 = max(0, int(round((ix0 - x0) * sx))), max(0, int(round((iy0 - y0) * sy)))
     px1 = min(width, int(round((ix1 - x0) * sx)))
     py1 = min(height, int(round((iy1 - y0) * sy)))
     if px1 <= px0 or py1 <= py0:
