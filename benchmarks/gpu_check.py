@@ -64,6 +64,11 @@ def images_per_s(batch: int, steps: int, seconds: float) -> float:
     return 2 * batch * steps / seconds if seconds > 0 else 0.0
 
 
+def progress(row: Row) -> None:
+    """One finished row on stderr as it comes (the table follows on stdout at the end)."""
+    print("gpu-check: " + " | ".join(c for c in row if c), file=sys.stderr, flush=True)
+
+
 def mib(n: float) -> str:
     return f"{n / 2**20:,.0f} MiB"
 
@@ -113,6 +118,7 @@ def bench_rows(label: str, cfg: Any, height: int, width: int, device: Any, featu
     ref = time_loop(lambda: make_reference(cfg, data, device, feature_net), device,
                     warmup=2, steps=ref_steps, rounds=2, batch=cfg.batch_size)
     note = f"; computed {mib(computed)}" if computed else ""
+    progress((f"bench_train {label}", f"ours {ours.images_per_s:.1f}, fp32 {ref.images_per_s:.1f} images/s"))
     return [
         (f"bench_train {label}", "ours", f"{ours.images_per_s:.1f} images/s, peak {mib(ours.peak_bytes)}{note}"),
         ("", "plain fp32 loop", f"{ref.images_per_s:.1f} images/s, peak {mib(ref.peak_bytes)}"),
@@ -197,10 +203,10 @@ def pipeline_rows(work: Path, gpus: int, data: Path = ROOT) -> list[Row]:
     def attempt(what: str, setting: str, fn: Callable[[], str]) -> bool:
         try:
             rows.append((what, setting, fn()))
-            return True
         except RuntimeError as e:
             rows.append((what, setting, f"FAILED: {e} (log in {logs})"))
-            return False
+        progress(rows[-1])
+        return not rows[-1][2].startswith("FAILED")
 
     def train() -> str:
         s, _ = stage("train", ["--frames", str(frames), "--labels", str(labels), "--out", str(gen),
