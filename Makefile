@@ -57,7 +57,7 @@ picture: install
 # The paper-scale recipe of docs/train.md at 512x1024 on this machine, on a slice of the demo:
 # 3 training steps (killed after the checkpoint of step 2, then resumed), the face GAN, a
 # render and both evaluations; prints step time, peak RSS, parameter counts and the GPU
-# memory of the recipes (computed). 14 minutes on a shared 2-core Zen 4.
+# memory of the recipes (computed). 14-20 minutes on a shared 2-core Zen 4, after the demo's poses.
 paper-check: install
 	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro subject@dancer subject@walker
 	$(PY) -m benchmarks.paper_check
