@@ -96,3 +96,11 @@ def test_checkpoints_are_pruned_and_checked(tmp_path) -> None:
     # the weights of a checkpoint also open as a generator
     g, meta = ckpt.load_generator(tmp_path / "step_000010.pt")
     assert meta["step"] == 10 and "discriminator" not in meta
+
+
+def test_the_same_checkpoint_saved_twice_is_the_same_bytes(tmp_path):
+    """DVC hashes generator.pt: two runs that train the same weights must write the same file."""
+    obj = {"format": "x/1", "state_dict": {"w": torch.arange(6, dtype=torch.float32)}, "step": 3}
+    ckpt.save_file(obj, tmp_path / "a" / "generator.pt")
+    ckpt.save_file(obj, tmp_path / "b" / "generator.pt")
+    assert (tmp_path / "a" / "generator.pt").read_bytes() == (tmp_path / "b" / "generator.pt").read_bytes()

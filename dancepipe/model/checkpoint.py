@@ -37,9 +37,13 @@ _STEP_RE = re.compile(r"^step_(\d{6,})\.pt$")
 
 
 def save_file(obj: dict[str, Any], path: str | Path) -> None:
-    """``torch.save`` to a temporary sibling, then rename: never a half-written file."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` to a temporary sibling, then rename: never a half-written file.
+
+    Saved through an open file: given a path, torch names the archive inside after the
+    (random) temporary name, so the same weights would hash differently on every run.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def read_file(path: str | Path, expected_format: str) -> dict[str, Any]:
