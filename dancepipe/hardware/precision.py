@@ -4,8 +4,7 @@ Reduced precision pays off only where the hardware computes in it natively:
 
 * bf16 on CUDA GPUs of compute capability 8.0 or newer (Ampere on) and on CPUs with bf16
   instructions — AMX tiles (Xeon Sapphire Rapids and newer) or AVX512-BF16 (Xeon
-  Cooper Lake, AMD Zen 4 and newer). On a 2-core AMD EPYC with AVX512-BF16 pose
-  inference ran 1.5x and generator training 1.6x the fp32 speed.
+  Cooper Lake, AMD Zen 4 and newer). Elsewhere bf16 is emulated and slower than fp32.
 * fp16 on older CUDA GPUs with tensor cores (capability 7.x: V100, T4, RTX 20xx), which
   have no bf16 units (cuDNN refuses or emulates bf16 there). fp16's narrow range needs a
   gradient scaler in training (:func:`needs_scaler`), as pix2pixHD's ``--fp16`` had;

@@ -163,8 +163,8 @@ def resolve_switches(cfg: TrainConfig, device: torch.device, facts: MachineFacts
 
     ``amp`` is :func:`dancepipe.hardware.precision.choose_precision` (``auto``: bf16
     autocast where the hardware computes bf16 natively — CUDA capability 8.0+, CPUs with
-    AMX or AVX512-BF16, where it trained the demo 1.6x faster at the same held-out
-    quality —, fp16 with a gradient scaler on older CUDA GPUs with tensor cores, fp32
+    AMX or AVX512-BF16, where it trains faster at the same held-out quality (figures in
+    docs/train.md) —, fp16 with a gradient scaler on older CUDA GPUs with tensor cores, fp32
     elsewhere); the other switches default on for CUDA only. ``facts`` defaults to this
     machine's.
     """
