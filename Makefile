@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: venv install install-test demo test test-quick lint bench quality ablation picture paper-check gpu-check clean-venv
+.PHONY: venv install install-test demo test test-quick lint bench quality ablation picture paper-check gpu-check deps prune-lock clean-venv
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -35,7 +35,7 @@ test-quick: install-test
 	$(PY) -m pytest -q -m "not slow"
 
 lint: install-test
-	$(VENV)/bin/ruff check dancepipe stages tests benchmarks
+	$(VENV)/bin/ruff check dancepipe stages tests benchmarks tools
 
 bench: install-test
 	$(PY) -m benchmarks.run_all
@@ -67,6 +67,18 @@ paper-check: install
 # Without CUDA it says so in one sentence and exits 2.
 gpu-check: install
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m benchmarks.gpu_check
+
+# dvc.yaml's code deps from each stage command's imports (after adding, moving or
+# importing a library module; tests/test_dvc_deps.py fails until they are current).
+# BY=module lists subpackages file by file instead of as directories (docs/dvc.md).
+BY ?=
+deps: install
+	$(PY) -m tools.dvc_deps $(if $(BY),--by $(BY))
+
+# After removing a dance or a target from params.yaml: drop the dvc.lock entries of the
+# stages dvc.yaml no longer defines (DVC keeps them, and reads them on every repro).
+prune-lock: install
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m tools.prune_lock
 
 clean-venv:
 	rm -rf $(VENV)

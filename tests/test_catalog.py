@@ -118,3 +118,46 @@ def test_every_stage_checks_the_catalog_first(tmp_path: Path):
     res = CliRunner().invoke(main, ["--video", str(tmp_path / "none"), "--poses", str(tmp_path / "none.parquet"),
                                     "--out", str(out), "--params", str(params)])
     assert res.exit_code == 1 and "ghost" not in res.output and "none.parquet" in res.output
+
+
+def test_prune_lock_drops_the_entries_of_names_removed_from_the_catalog(tmp_path: Path):
+    """DVC keeps a removed foreach item's dvc.lock entry through `dvc repro`; tools.prune_lock drops
+    exactly the entries no stage defines, and the project stays up to date. (A two-stage project with
+    trivial commands: tests/test_dvc_pipeline.py does the same on the real pipeline.)"""
+    import subprocess
+    import sys
+
+    from tests.dvc_helpers import commit_all, dvc, env, git, repro
+
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "w.py").write_text("import sys, pathlib\npathlib.Path(sys.argv[1]).write_text(sys.argv[2])\n")
+    (project / "params.yaml").write_text(yaml.safe_dump({"sources": ["a", "b", "c"], "crf": 18}))
+    (project / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
+        "render": {"foreach": "${sources}", "do": {"cmd": "python w.py ${item}.out ${crf}", "deps": ["w.py"],
+                                                   "params": ["crf"], "outs": ["${item}.out"]}},
+        "report": {"cmd": "python w.py report.out x", "params": ["sources"], "outs": ["report.out"]}}}))
+    git(project, "init", "-q", "-b", "main")
+    dvc(project, "init", "-q")
+    assert repro(project).ran == {"render@a", "render@b", "render@c", "report"}
+    commit_all(project, "three sources")
+
+    def lock() -> dict:
+        return yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+
+    kept = lock()
+    (project / "params.yaml").write_text(yaml.safe_dump({"sources": ["a", "c"], "crf": 18}))
+    assert repro(project).ran == {"report"}
+    assert "render@b" in lock()  # what DVC does: the removed stage's entry stays
+
+    def prune(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "tools.prune_lock", *args], cwd=project, env=env(REPO),
+                              check=True, capture_output=True, text=True).stdout
+
+    assert "would remove 1 entries of stages dvc.yaml no longer defines: render@b" in prune("--dry-run")
+    assert "render@b" in lock()
+    assert "removed 1 entries" in prune()
+    assert set(lock()) == {"render@a", "render@c", "report"}
+    assert {k: lock()[k] for k in ("render@a", "render@c")} == {k: kept[k] for k in ("render@a", "render@c")}
+    assert "Data and pipelines are up to date" in dvc(project, "status").stdout
+    assert "dvc.lock holds only stages that dvc.yaml defines" in prune()

@@ -22,6 +22,7 @@ from tests.dvc_helpers import (
     commit_all,
     dag_edges,
     dvc,
+    env,
     file_digests,
     first_repro,
     git,
@@ -380,6 +381,35 @@ def check_diffs_between(work: Path, old_rev: str, new_rev: str, params: dict[str
         assert set(changed.get(f, {})) == differ, f
 
 
+def stages_running(project: Path, path: str) -> set[str]:
+    """Every stage instance whose dvc.yaml deps name ``path`` or a directory above it."""
+    from dvc.repo import Repo
+
+    with Repo(str(project)) as repo:
+        return {s.name for s in repo.index.stages
+                if any(path == d.def_path or path.startswith(d.def_path.rstrip("/") + "/") for d in s.deps)}
+
+
+@pytest.mark.slow
+def test_editing_one_library_module_reruns_the_stages_whose_deps_hold_it(project: Path, tmp_path: Path) -> None:
+    """A code change reruns the stages that list the module, or its subpackage as one directory
+    (docs/dvc.md: dvc.yaml lists subpackages whole), and nothing else: here the report module,
+    inside ``dancepipe/output/``, which render, evaluate, evaluate_transfer and report use. Every
+    stage downstream of those is among them, so the set does not depend on outputs changing."""
+    work = clone_tree(project, tmp_path / "p")
+    module = work / "dancepipe" / "output" / "report.py"
+    module.write_text(module.read_text(encoding="utf-8") + "\n# an edit that changes no output\n", encoding="utf-8")
+    expected = stages_running(work, "dancepipe/output/report.py")
+    uses = {f"render@{p}" for p in PAIRS} | {f"evaluate_transfer@{p}" for p in PAIRS} | {f"evaluate@{T}", "report"}
+    assert expected == uses
+    result = repro(work)
+    assert result.ran == expected, f"ran {sorted(result.ran)}, expected {sorted(expected)}"
+    assert result.skipped == ALL_STAGES - expected
+    # the bytecode Python wrote into dancepipe/ while the stages ran is not part of their deps (.dvcignore)
+    again = repro(work)
+    assert again.ran == set() and again.restored == set(), again.output[-3000:]
+
+
 # --- many dances, many dancers: what a catalog change reruns ---------------------------------------------
 
 
@@ -425,7 +455,8 @@ def test_adding_a_dancer_trains_only_them_and_removing_a_dance_keeps_the_rest(pr
     cat["targets"].append("walker")
     set_catalog(work, **cat)
     result = repro(work)
-    new = {*(f"{st}@walker" for st in ("frames", "labels_train", "train", "train_face", "evaluate")), "report",
+    new = {*(f"{st}@walker" for st in ("frames", "profile", "labels_train", "train", "train_face", "evaluate")),
+           "report",
            *(f"{st}@walker-{s}" for st in ("normfit", "labels_transfer", "render", "evaluate_transfer")
              for s in cat["sources"])}
     assert result.ran == new, f"ran {sorted(result.ran)}"
@@ -445,3 +476,37 @@ def test_adding_a_dancer_trains_only_them_and_removing_a_dance_keeps_the_rest(pr
     now = file_digests([p for p, cached in tracked_outputs(work) if cached and "jumper" not in str(p)], work)
     assert {k: now[k] for k in kept if "report.html" not in k} == {k: v for k, v in kept.items()
                                                                    if "report.html" not in k}
+    check_prune_lock_drops_the_removed_dance(work, cat)
+
+
+def _locked(project: Path) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load((project / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+
+
+def check_prune_lock_drops_the_removed_dance(work: Path, cat: dict[str, Any]) -> None:
+    """DVC keeps the removed dance's entries in dvc.lock; ``make prune-lock`` drops them and only them,
+    the pipeline stays up to date, and the dance comes back from the caches when it is listed again."""
+    import subprocess
+    import sys
+
+    gone = {f"{st}@{t}-jumper" for st in ("normfit", "labels_transfer", "render", "evaluate_transfer")
+            for t in cat["targets"]}
+    before = _locked(work)
+    assert gone <= set(before)  # dvc repro did not remove them (DVC 3)
+    subprocess.run([sys.executable, "-m", "tools.prune_lock"], cwd=work, check=True, capture_output=True,
+                   env=env(work))
+    after = _locked(work)
+    assert set(after) == set(before) - gone
+    assert all(after[name] == before[name] for name in after)
+    clean, out = status_clean(work)
+    assert clean, out
+    assert repro(work).ran == set()
+    # listed again: its rendered videos come back from the run cache, nothing is labelled or rendered again
+    # (evaluate_transfer writes uncached metrics, which DVC's run cache does not keep, so it runs)
+    cat["sources"].append("jumper")
+    set_catalog(work, **cat)
+    result = repro(work)
+    assert {f"render@{t}-jumper" for t in cat["targets"]} <= result.restored, result.output[-3000:]
+    assert result.ran <= {*(f"evaluate_transfer@{t}-jumper" for t in cat["targets"]), "report"}, result.ran

@@ -1,0 +1,1 @@
+"""Maintenance commands for the pipeline's DVC files (``make deps``, ``make prune-lock``)."""
