@@ -376,4 +376,7 @@ def test_dvc_stage_lists_the_modules_and_params_it_uses(repo_root: Path):
         for node in ast.walk(ast.parse((repo_root / path).read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dancepipe"):
                 todo.append(node.module.replace(".", "/") + ".py")
-    assert seen - shared <= set(stage["deps"]), sorted(seen - shared - set(stage["deps"]))
+    # a module is covered by its own line or by its subpackage's directory (docs/dvc.md)
+    deps = set(stage["deps"])
+    missing = [p for p in seen - shared if p not in deps and str(Path(p).parent) not in deps]
+    assert missing == []
