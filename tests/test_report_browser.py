@@ -7,13 +7,11 @@ screenshot of the element, taken paused, is compared with the frames decoded by 
 
 Needs ``/usr/bin/chromium`` (``apt-get install chromium``; .ci/run installs it) and the
 ``playwright`` package (test extras). Playwright's own browser download is never used.
-Without them the tests skip, unless ``DANCEPIPE_BROWSER=required`` (as in CI), where
-they fail.
+Without them the tests fail with a sentence saying what to install.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -66,17 +64,11 @@ PLAYS = """async (v, until) => {
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """A headless Chromium context with a fresh profile."""
-    required = os.environ.get("DANCEPIPE_BROWSER") == "required"
     try:
         from playwright.sync_api import sync_playwright
-    except ImportError:
-        if required:
-            raise
-        pytest.skip("playwright is not installed (pip install -e '.[test]')")
-    if not CHROMIUM.exists():
-        if required:
-            pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    except ImportError as e:
+        raise AssertionError("playwright is not installed: pip install -e '.[test]'") from e
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), headless=True,
