@@ -2,8 +2,9 @@
 
 Frames come out of a live session at whatever rate the machine manages, with gaps where
 frames were dropped. The video has a fixed frame rate, so each shown frame is written
-as many times as the video's clock has advanced since the last one (possibly zero):
-the file plays back in real time, as it was seen. Encoding runs on the pipeline's
+until the next one is shown: video frame k holds the picture that was on screen at its
+time k / fps (a picture replaced within one frame period is never written), so the file
+plays back in real time, as it was seen. Encoding runs on the pipeline's
 background writer thread (:class:`dancepipe.video.encode.BackgroundWriter`) and the file
 is written under a temporary name and renamed into place when the server stops
 (:func:`dancepipe.video.encode.mp4_writer`); a session that showed nothing leaves no file.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from pathlib import Path
@@ -34,12 +36,13 @@ class Recorder:
         self._background: BackgroundWriter | None = None
         self._size: tuple[int, int] | None = None
         self._start: float | None = None
+        self._last: np.ndarray | None = None  # the picture on screen, written once the next one comes
         self._lock = threading.Lock()
         self.written = 0  # video frames written (repeats included)
         self.shown = 0  # distinct frames offered
 
     def show(self, image: np.ndarray, now: float | None = None) -> None:
-        """Record ``image`` (H, W, 3 uint8) as shown at ``now`` (``time.monotonic()`` seconds)."""
+        """Record ``image`` (H, W, 3 uint8) as shown from ``now`` (``time.monotonic()`` seconds) on."""
         now = time.monotonic() if now is None else now
         with self._lock:
             if self._background is None:
@@ -51,12 +54,14 @@ class Recorder:
             if image.shape[:2] != (self._size[1], self._size[0]):  # type: ignore[index]
                 raise DancepipeError(f"{self.path}: a {image.shape[1]}x{image.shape[0]} frame in a "
                                      f"{self._size[0]}x{self._size[1]} recording")  # type: ignore[index]
-            due = int((now - self._start) * self.fps) + 1  # type: ignore[operator]
-            if self.written == 0:
-                due = max(due, 1)
-            for _ in range(due - self.written):
-                self._background.put((image,))
-            self.written = max(self.written, due)
+            # video frame k is the picture on screen at start + k / fps: every frame before ``now``
+            # shows the previous picture, and this one is on screen from ``now`` until the next
+            due = math.ceil((now - self._start) * self.fps - 1e-9)  # type: ignore[operator]
+            if self._last is not None:
+                for _ in range(due - self.written):
+                    self._background.put((self._last,))
+                self.written = max(self.written, due)
+            self._last = image
             self.shown += 1
 
     def close(self) -> Path | None:
@@ -67,6 +72,8 @@ class Recorder:
                 self._stack.close()
                 return None
             background, self._background = self._background, None
+            background.put((self._last,))  # the last picture shown, once
+            self.written += 1
             try:
                 background.close()
             except BaseException as e:

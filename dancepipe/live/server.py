@@ -341,6 +341,7 @@ class LiveServer:
         self.app = web.Application()
         self.app.add_routes([
             web.get("/", self._index), web.get("/ws", self._websocket), web.get("/health", self._health),
+            web.get("/favicon.ico", lambda request: web.Response(status=204)),
             web.static("/static", STATIC),
         ])
 

@@ -66,8 +66,8 @@ function updateNumbers(header) {
   $('steps').textContent = names.map((n) => `${n} ${median(recentSteps.map((s) => s[n])).toFixed(0)}`).join(' · ');
 }
 
-function layoutCaptions(panels, height) {
-  const scale = view.getBoundingClientRect().height / height;
+function layoutCaptions(panels) {
+  const scale = view.getBoundingClientRect().width / view.width;
   const spans = $('captions').children;
   panels.forEach((w, i) => { spans[i].style.width = `${w * scale}px`; });
 }
@@ -89,13 +89,13 @@ function onFrame(buffer) {
       view.height = bitmap.height;
     }
     viewCtx.drawImage(bitmap, 0, 0);
-    bitmap.close();
+    bitmap.close();  // its size is gone from here on: view.width/height hold it
     const shown = now();
     live.shown += 1;
     live.header = header;
     live.shownAt.push(shown);
     live.latencies.push([shown, shown - header.captured]);
-    layoutCaptions(header.panels, bitmap.height);
+    layoutCaptions(header.panels);
     updateNumbers(header);
   });
 }
