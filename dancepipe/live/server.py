@@ -48,7 +48,8 @@ from typing import Any
 import numpy as np
 import torch
 from aiohttp import WSMsgType, web
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+from PIL.JpegImagePlugin import JpegImageFile
 
 from dancepipe.errors import DancepipeError
 from dancepipe.live.config import LiveConfig
@@ -104,26 +105,35 @@ def parse_frame(data: bytes, max_side: int) -> tuple[int, float, bytes]:
     if not np.isfinite(captured):
         raise BadMessage("a frame's capture time is not a number")
     body = data[FRAME_HEADER.size:]
-    try:
-        with Image.open(io.BytesIO(body)) as im:
-            fmt, (w, h) = im.format, im.size
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-        raise BadMessage(f"frame {seq} is not a readable image ({e.__class__.__name__})") from e
-    if fmt != "JPEG":
-        raise BadMessage(f"frame {seq} is a {fmt} image, not a JPEG")
+    with _open_jpeg(body, seq) as im:
+        w, h = im.size
     if max(w, h) > max_side:
         raise BadMessage(f"frame {seq} is {w}x{h}, larger than the {max_side}-pixel limit")
     return seq, float(captured), body
 
 
+def _open_jpeg(body: bytes, seq: int) -> JpegImageFile:
+    """The JPEG reader on ``body``, its header read.
+
+    Pillow's JPEG reader is used directly, not ``Image.open``: only a JPEG is wanted, and
+    ultralytics replaces ``Image.open`` with a version that, on a file it cannot identify,
+    imports an optional HEIF plugin and fails with ModuleNotFoundError where that is not
+    installed (which crashed the connection on garbage from the page).
+    """
+    try:
+        return JpegImageFile(io.BytesIO(body))
+    except (SyntaxError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise BadMessage(f"frame {seq} is not a readable JPEG ({e})") from e
+
+
 def decode_jpeg(body: bytes, seq: int) -> np.ndarray:
     """The RGB pixels of a JPEG the page sent (a truncated file is an error, not a grey frame)."""
-    try:
-        with Image.open(io.BytesIO(body)) as im:
+    with _open_jpeg(body, seq) as im:
+        try:
             im.load()
             return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as e:
-        raise BadMessage(f"frame {seq} could not be decoded ({e})") from e
+        except (OSError, ValueError, SyntaxError) as e:
+            raise BadMessage(f"frame {seq} could not be decoded ({e})") from e
 
 
 def pack_reply(header: dict[str, Any], jpeg: bytes) -> bytes:
@@ -341,7 +351,7 @@ class LiveServer:
         self.app = web.Application()
         self.app.add_routes([
             web.get("/", self._index), web.get("/ws", self._websocket), web.get("/health", self._health),
-            web.get("/favicon.ico", lambda request: web.Response(status=204)),
+            web.get("/favicon.ico", self._no_icon),
             web.static("/static", STATIC),
         ])
 
@@ -349,6 +359,9 @@ class LiveServer:
 
     async def _index(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def _no_icon(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
 
     async def _health(self, request: web.Request) -> web.Response:
         s = self.session
