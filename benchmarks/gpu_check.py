@@ -11,6 +11,8 @@ Rows, in order (each a few seconds to a minute on a recent GPU):
   download), the recipe's memory as :mod:`benchmarks.train_memory` computes it beside;
 * the demo target trained for 200 steps by the train stage on CUDA, its face GAN for 100,
   and one render of the walker through both (the stage commands, in a temporary directory);
+* the live mirror on that target (:mod:`benchmarks.bench_live`: frames/s and latency with the
+  dancer clip as the camera);
 * with two or more GPUs, a 2-rank DDP run of the train stage under torchrun.
 
 The demo's data (data/frames/dancer, data/labels/dancer/{train,transfer/walker},
@@ -228,9 +230,25 @@ def pipeline_rows(work: Path, gpus: int, data: Path = ROOT) -> list[Row]:
         summary = [line for line in out.splitlines() if line.startswith("render:")]
         return f"{s:.0f} s wall; " + (summary[-1][len("render: "):].split(";")[0] if summary else "")
 
+    def live() -> str:  # bench_live on the model just trained, laid out as the pipeline's models/
+        models = work / "models" / "dancer"
+        models.mkdir(parents=True)
+        shutil.copyfile(gen, models / "generator.pt")
+        shutil.copyfile(face, models / "face.pt")
+        done = subprocess.run([sys.executable, "-m", "benchmarks.bench_live", "--models-dir", str(work / "models"),
+                               "--data-dir", str(data / "data"), "--params", str(pfile), "--device", "cuda",
+                               "--seconds", "10", "--no-anchor"], cwd=ROOT, capture_output=True, text=True)
+        (logs / "live.log").write_text(done.stdout + done.stderr)
+        ours = [line for line in done.stdout.splitlines() if line.startswith("ours")]
+        if done.returncode != 0 or not ours:
+            last = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()][-1:] or [""]
+            raise RuntimeError(f"bench_live failed: {last[0]}")
+        return ours[-1].split("]: ", 1)[-1].split("; median")[0]
+
     if attempt("demo training", f"{DEMO_STEPS} steps, 128x192, train stage", train):
         if attempt("face GAN", f"{FACE_STEPS} steps, train_face stage", train_face):
             attempt("render", "walker through G and the face GAN, render stage", render)
+            attempt("live mirror", "bench_live: the dancer clip as the camera, 10 s", live)
     if gpus >= 2:
         ddp = dict(params)
         ddp["train"] = {**params["train"], "steps": DDP_STEPS, "devices": 2}
