@@ -44,6 +44,8 @@ log = logging.getLogger("dancepipe.live")
               help="pose model inference size in pixels (long side, a multiple of 32): smaller is faster.")
 @click.option("--face/--no-face", default=True, show_default=True,
               help="refine the face with the target's face GAN (models/<target>/face.pt).")
+@click.option("--compile", "compile_generator", is_flag=True,
+              help="torch.compile the generator: faster frames after a compilation of a minute or more at start.")
 @click.option("--serial", is_flag=True,
               help="run pose and generator on one thread in turn (slower; for comparison) instead of two.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256),
@@ -51,8 +53,8 @@ log = logging.getLogger("dancepipe.live")
 @click.option("--open", "open_browser", is_flag=True, help="open the page in the default browser.")
 @stage_command
 def live(target: str, host: str, port: int, source: Path | None, record: Path | None, models_dir: Path,
-         data_dir: Path, params_path: str, device: str, precision: str, pose_size: int, face: bool, serial: bool,
-         threads: int, open_browser: bool) -> None:
+         data_dir: Path, params_path: str, device: str, precision: str, pose_size: int, face: bool,
+         compile_generator: bool, serial: bool, threads: int, open_browser: bool) -> None:
     """Serve a page that mirrors your moves onto a trained target, live.
 
     Open the printed address: the page asks for the webcam, streams it here, and shows
@@ -68,7 +70,7 @@ def live(target: str, host: str, port: int, source: Path | None, record: Path | 
 
     try:
         cfg = LiveConfig(pose_size=pose_size, device=device, precision=precision, face=face, pipelined=not serial,
-                         threads=threads)
+                         threads=threads, compile=compile_generator)
     except ValidationError as e:
         err = e.errors()[0]
         raise click.UsageError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from e

@@ -38,6 +38,7 @@ class LiveConfig(BaseModel):
     pipelined: bool = Field(True, description="pose and generator on two threads, so consecutive frames overlap")
     threads: int = Field(1, ge=1, le=256, description="torch threads per worker thread (CPU)")
     face: bool = Field(True, description="apply the face GAN")
+    compile: bool = Field(False, description="torch.compile the generator (a minute or more at start)")
     min_cutoff: float = Field(1.0, gt=0, description="One Euro filter: cut-off of a still joint (Hz)")
     beta: float = Field(20.0, ge=0, description="One Euro filter: cut-off increase per frame height per second")
     d_cutoff: float = Field(1.0, gt=0, description="One Euro filter: cut-off of the speed estimate (Hz)")

@@ -254,6 +254,9 @@ class Models:
         self.pose = PoseRunner(load_pose_model(poses.model, str(self.device), "--device"), poses, str(self.device))
         self.generator, self.generator_meta = load_generator(files.generator, self.device)
         self.generator.eval().requires_grad_(False)
+        if cfg.compile:
+            # compiled on the first frame (_check_size below, so before the page connects)
+            self.generator = torch.compile(self.generator)
         self.face, self.face_note = load_face(files.face, files.face is not None, self.device) \
             if files.face is not None else (None, "face refinement off: --no-face")
         self._check_size()
