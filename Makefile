@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: venv install install-test demo test test-quick lint bench quality ablation picture paper-check gpu-check deps prune-lock clean-venv
+.PHONY: venv install install-test demo test test-quick lint bench quality ablation picture live-picture paper-check gpu-check deps prune-lock clean-venv
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -53,6 +53,11 @@ ablation: install
 OUTPUTS ?= outputs
 picture: install
 	$(PY) -m dancepipe.output.strip --outputs $(OUTPUTS) --out docs/images/demo-strip.jpg
+
+# The live page's picture (docs/images/live.png, in the README and docs/live.md): dancepipe live's
+# server on the demo target, the page in Chromium with a slice of the dancer clip as its camera.
+live-picture: install-test
+	$(PY) -m tools.live_picture --out docs/images/live.png
 
 # The paper-scale recipe of docs/train.md at 512x1024 on this machine, on a slice of the demo:
 # 3 training steps (killed after the checkpoint of step 2, then resumed), the face GAN, a

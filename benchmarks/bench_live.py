@@ -106,7 +106,12 @@ def measure(files: TargetFiles, method: MethodParams, cfg: LiveConfig, frames: l
               help="also measure ours with the generator torch.compiled (--compile; compiling takes a minute or more).")
 def main(target: str, models_dir: Path, data_dir: Path, params: str, clip: Path | None, first: int, fps: float,
          seconds: float, warmup: float, device: str, pose_size: int, anchor: bool, compiled: bool) -> None:
-    files = TargetFiles.locate(target, models_dir, data_dir)
+    from dancepipe.errors import DancepipeError
+
+    try:
+        files = TargetFiles.locate(target, models_dir, data_dir)
+    except DancepipeError as e:  # no trained target yet: `make demo` makes the dancer
+        raise click.ClickException(str(e)) from e
     method = MethodParams.load(params)
     frames = camera_frames(clip, first, int(fps * 10))
     h, w = frames[0].shape[:2]
