@@ -8,7 +8,9 @@ trained demo target (``models/<target>/``, the target's data under ``data/``), f
 * end-to-end frames/s shown, and the latency from capture (before the frame's JPEG is
   encoded) to display (the answer's JPEG decoded), p50 and p95;
 * each step's median milliseconds on the server (decode, pose, label, generator, face,
-  encode) and the frames dropped (newest-only hand-overs).
+  encode) and the frames dropped (newest-only hand-overs);
+* the process's CPU time per frame shown (server and client): on a shared machine the
+  frame rate depends on the load, this much less.
 
 Rows, each a fresh server in this process:
 
@@ -30,6 +32,7 @@ import asyncio
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +81,17 @@ def measure(files: TargetFiles, method: MethodParams, cfg: LiveConfig, frames: l
     torch.set_num_threads(cfg.threads)
     models = Models(files, method, cfg)
     running = Running(LiveServer(models, cfg))
+    cpu0 = time.process_time()
     try:
         result = asyncio.run(drive(running.url, frames, fps=fps, seconds=seconds + warmup, warmup=warmup))
     finally:
         running.stop()
+    cpu = time.process_time() - cpu0
     summary = result.summary()
+    summary["texts"] = result.texts[1:]
+    # CPU time of this process (server and client) per frame shown: what the frame rate would be
+    # bounded by on an idle machine with every core free, whatever else ran meanwhile
+    summary["cpu_ms"] = cpu / max(len(result.shown), 1) * 1e3
     summary["precision"] = models.precision
     summary["device"] = str(models.device)
     return summary
@@ -131,11 +140,14 @@ def main(target: str, models_dir: Path, data_dir: Path, params: str, clip: Path 
     results = []
     for name, cfg in rows:
         r = measure(files, method, cfg, frames, fps, seconds, warmup)
+        if r["frames"] < 2:
+            click.echo(f"{name}: no frames shown in {seconds:g} s (answers: {r.get('texts')})")
+            continue
         results.append((name, r))
         steps = " ".join(f"{s} {r['steps'][s]:.1f}" for s in STEPS)
         click.echo(f"{name} [{r['precision']} on {r['device']}]: {r['fps']:.1f} frames/s, latency p50 {r['p50']:.0f} ms "
                    f"p95 {r['p95']:.0f} ms; median ms per step: {steps}; dropped {r['dropped']} of "
-                   f"{r['received']} received", err=False)
+                   f"{r['received']} received; {r['cpu_ms']:.0f} CPU ms per frame shown")
     click.echo(f"load average {os.getloadavg()[0]:.2f} at the end")
     base = results[0][1] if anchor else None
     for name, r in results[1 if anchor else 0:]:
