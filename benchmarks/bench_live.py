@@ -9,8 +9,9 @@ trained demo target (``models/<target>/``, the target's data under ``data/``), f
   encoded) to display (the answer's JPEG decoded), p50 and p95;
 * each step's median milliseconds on the server (decode, pose, label, generator, face,
   encode) and the frames dropped (newest-only hand-overs);
-* the process's CPU time per frame shown (server and client): on a shared machine the
-  frame rate depends on the load, this much less.
+* the process's CPU time per frame shown (server and client), and the CPU time each worker
+  thread spends per frame (``time.thread_time``): on a shared machine the wall figures depend on
+  the load, these much less, and they bound the frame rate an idle machine would reach.
 
 Rows, each a fresh server in this process:
 
@@ -91,6 +92,7 @@ def measure(files: TargetFiles, method: MethodParams, cfg: LiveConfig, frames: l
     summary["texts"] = result.texts[1:]
     # CPU time of this process (server and client) per frame shown: what the frame rate would be
     # bounded by on an idle machine with every core free, whatever else ran meanwhile
+    summary["steps_cpu"] = summary.pop("cpu_ms", {})
     summary["cpu_ms"] = cpu / max(len(result.shown), 1) * 1e3
     summary["precision"] = models.precision
     summary["device"] = str(models.device)
@@ -148,6 +150,17 @@ def main(target: str, models_dir: Path, data_dir: Path, params: str, clip: Path 
         click.echo(f"{name} [{r['precision']} on {r['device']}]: {r['fps']:.1f} frames/s, latency p50 {r['p50']:.0f} ms "
                    f"p95 {r['p95']:.0f} ms; median ms per step: {steps}; dropped {r['dropped']} of "
                    f"{r['received']} received; {r['cpu_ms']:.0f} CPU ms per frame shown")
+        threads = r["steps_cpu"]
+        if cfg.threads > 1:  # thread_time misses torch's own worker threads: no bound from it
+            continue
+        if cfg.pipelined:
+            bound = 1e3 / max(threads.values())
+            how = "the slower of the two threads, each on its own core"
+        else:
+            bound = 1e3 / sum(threads.values())
+            how = "one thread doing both"
+        click.echo("    CPU ms per frame by thread: " + ", ".join(f"{k} {v:.1f}" for k, v in threads.items())
+                   + f" -> at most {bound:.1f} frames/s on an idle machine ({how})")
     click.echo(f"load average {os.getloadavg()[0]:.2f} at the end")
     base = results[0][1] if anchor else None
     for name, r in results[1 if anchor else 0:]:

@@ -66,6 +66,7 @@ class DriveResult:
             "p50": lat[len(lat) // 2], "p95": lat[min(len(lat) - 1, int(0.95 * len(lat)))],
             "steps": steps, "dropped": last["dropped"], "received": last["received"], "sent": self.sent,
             "skipped": self.skipped, "server_ms": statistics.median(s.header["server_ms"] for s in m),
+            "cpu_ms": {k: statistics.median(s.header["cpu_ms"][k] for s in m) for k in last["cpu_ms"]},
         }
 
 

@@ -89,6 +89,9 @@ class Job:
     jpeg: bytes | None = None  # from the page: decoded by the pose thread
     image: np.ndarray | None = None  # from --source: already decoded
     times: StepTimes = dataclasses.field(default_factory=StepTimes)
+    # CPU time each thread spent on the frame (time.thread_time: unlike wall time, it does not grow
+    # when other processes share the cores); decode to label, then generator to encode
+    cpu_ms: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def parse_frame(data: bytes, max_side: int) -> tuple[int, float, bytes]:
@@ -280,7 +283,7 @@ class Session:
                 self.recalibrate.clear()
                 self.labeler.reset()
                 log.info("recalibrating: the person's statistics are collected again")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             if job.image is None:
                 try:
                     job.image = decode_jpeg(job.jpeg or b"", job.seq)
@@ -294,6 +297,7 @@ class Session:
             label = self.labeler(det, job.captured_ms / 1e3, job.image.shape[0])
             t3 = time.perf_counter()
             job.times.pose, job.times.label = (t2 - t1) * 1e3, (t3 - t2) * 1e3
+            job.cpu_ms["pose_thread"] = (time.thread_time() - c0) * 1e3
             if cfg.pipelined:
                 self.middle.put((job, job.image, label))
                 # backpressure: the next frame is taken only once the generator has this one, so the
@@ -319,15 +323,18 @@ class Session:
 
     def _finish(self, job: Job, camera: np.ndarray, label: LabelFrame) -> None:
         cfg = self.server.cfg
+        c0 = time.thread_time()
         generated = self.generator(label, job.times)
         t0 = time.perf_counter()
         panels = self.compose(camera, label.label, generated)
         jpeg = encode_jpeg(panels, cfg.jpeg_quality)
         job.times.encode = (time.perf_counter() - t0) * 1e3
+        job.cpu_ms["generator_thread"] = (time.thread_time() - c0) * 1e3
         self.shown += 1
         header = {
             "type": "frame", "seq": job.seq, "captured": job.captured_ms, "person": label.found,
             "server_ms": round((time.perf_counter() - job.received) * 1e3, 2), "steps": job.times.to_dict(),
+            "cpu_ms": {k: round(v, 2) for k, v in job.cpu_ms.items()},
             "received": self.received, "shown": self.shown,
             "dropped": {"camera": self.inbox.dropped, "label": self.middle.dropped, "send": self.send_dropped},
             "calibration": self.labeler.calibration.state.to_dict(),
