@@ -15,7 +15,8 @@ refused by the WebSocket layer itself, which closes that connection (code 1009) 
 leaves the server running.
 
 **One page at a time.** A second page that connects while one is live is refused with a
-``busy`` message naming the reason; it can connect once the first one closes.
+``busy`` message naming the reason; it can connect once the first one closes (a page that
+reconnects while its old connection is still stopping, a reload, waits for it instead).
 
 **Threads.** Frames enter a :class:`~dancepipe.live.slot.NewestSlot`; the *pose* thread
 takes the newest, decodes it, runs the pose model and draws the label, and hands the
@@ -32,6 +33,7 @@ thread runs all of it in turn (the serial anchor of ``benchmarks/bench_live.py``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import io
@@ -204,6 +206,8 @@ class Session:
         self.pose_ms, self.generate_ms = Average(), Average()  # the two threads' recent times per frame
         self._pending: bytes | None = None
         self._wake = asyncio.Event()
+        self.closing = False  # the page's connection has ended; the threads are stopping
+        self.finished = asyncio.Event()  # ... and have stopped
         targets: list[Callable[[], None]] = [self._pose_loop]
         if cfg.pipelined:
             targets.append(self._generator_loop)
@@ -395,6 +399,11 @@ class LiveServer:
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=self.cfg.max_message_bytes)
         await ws.prepare(request)
+        ending = self.session
+        if ending is not None and ending.closing:
+            # a reloaded page connects while its old connection's threads are still stopping: wait for them
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(ending.finished.wait(), timeout=10)
         if self.session is not None:
             self.refused += 1
             log.info("refused a second page: another page is live")
@@ -419,9 +428,11 @@ class LiveServer:
                     self.rejected += 1
                     log.warning("rejected a message from the page and closed its connection: %s", ws.exception())
         finally:
+            session.closing = True
             sender.cancel()
             await loop.run_in_executor(None, session.stop)
             self.session = None
+            session.finished.set()
             log.info("page disconnected: %d frames received, %d shown, dropped %d camera / %d label / %d send",
                      session.received, session.shown, session.inbox.dropped, session.middle.dropped,
                      session.send_dropped)
