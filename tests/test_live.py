@@ -278,3 +278,26 @@ def test_the_chain_steps_are_all_classified(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(pipeline, "STEPS", (*STEPS, Step("lookahead", lambda c, t: True, lambda k, c, t: None)))
     with pytest.raises(DancepipeError, match="lookahead"):
         pipeline.check_chain()
+
+
+def test_an_empty_label_is_never_drawn_by_the_generator_the_last_frame_is_held() -> None:
+    import torch
+
+    from dancepipe.live.pipeline import LabelFrame, LiveGenerator, StepTimes
+    from dancepipe.model.networks import GeneratorArch, build_generator
+
+    torch.manual_seed(0)
+    g = build_generator(GeneratorArch(ngf=4, n_downsample=1, n_blocks=1)).eval()
+    live = LiveGenerator(g, None, torch.device("cpu"), "fp32")
+    label = np.zeros((32, 16, 3), np.uint8)
+    label[8:24, 6:10] = 255
+    nobody = LabelFrame(np.zeros_like(label), False, None, np.full((17, 3), np.nan))
+    person = LabelFrame(label, True, None, np.zeros((17, 3)))
+    assert not live(nobody, StepTimes()).any()  # nobody yet: black, not G's picture of an empty label
+    first = live(person, StepTimes())
+    prev = live.prev
+    held = live(nobody, StepTimes())
+    assert np.array_equal(held, first) and live.prev is prev  # held, and the recurrence does not move
+    times = StepTimes()
+    second = live(person, times)
+    assert times.generator > 0 and not np.array_equal(second, first)  # conditioned on the first output
