@@ -138,3 +138,12 @@ def test_the_labels_stage_measures_coverage_against_the_targets_training_split(
     pd.testing.assert_frame_equal(a, b)
     res = CliRunner().invoke(main, [*args, "--target-labels", str(demo_labels["train"]), "--out", str(plain)])
     assert res.exit_code == 2 and "--target-labels and --holdout-fraction go together" in res.output
+
+
+def test_a_part_counts_only_in_frames_that_are_far():
+    """Arms raised 60 px in every frame: the arms part is 45/125 = 0.36 of the body height off, but the whole
+    pose only (2·60 + 2·30)/17/125 = 0.085, under FAR_DISTANCE: no frame is far, so no part is named."""
+    rep = C.build_repertoire(np.stack([pose()] * 2), np.stack([pose(arms(2.0))]))
+    cov = C.measure_coverage(np.stack([pose(arms(60.0))] * 4), rep)
+    assert (cov.parts["arms"] > C.FAR_DISTANCE).all() and not cov.far.any()
+    assert cov.summary()["far_parts"] == {"head": 0.0, "torso": 0.0, "arms": 0.0, "legs": 0.0}

@@ -58,7 +58,7 @@ def test_advice_names_what_is_thin_and_nothing_when_nothing_is():
     assert F.advise(_figures(), train_height=192) is None
     short = F.advise(_figures(seconds=18.0, distinct_poses=12), train_height=192)
     assert short.startswith("18 s of footage with 12 distinct poses: film at least 1 minute of varied motion")
-    assert short.endswith("with a static camera.")
+    assert short.endswith("(at least 50 distinct poses), the whole body in view, with a static camera.")
     # varied but short, and long but repetitive: both are thin
     assert F.advise(_figures(seconds=F.MIN_SECONDS - 1), train_height=192) is not None
     assert F.advise(_figures(distinct_poses=F.MIN_DISTINCT_POSES - 1), train_height=192) is not None

@@ -20,8 +20,9 @@ the evaluation reads the same figures instead of measuring them again.
   so far away that the generated frame typically misses the pose by more than the
   transfer goal (docs/footage.md has the measurement). A dance with more than
   :data:`FAR_SHARE` of its frames far gets a warning naming it, the share, and the body
-  parts that are far (:data:`dancepipe.output.metrics.JOINT_GROUPS`, each part's joints'
-  mean distance to the same nearest pose, over the body height).
+  parts that are far in those frames (:data:`dancepipe.output.metrics.JOINT_GROUPS`, each
+  part's joints' mean distance to the same nearest pose, over the body height, beyond
+  :data:`FAR_DISTANCE` too).
 """
 
 from __future__ import annotations
@@ -134,8 +135,10 @@ class Coverage:
         return self.person & (self.nearest > FAR_DISTANCE)
 
     def part_far_shares(self) -> dict[str, float]:
+        """Per body part, the share of the frames that are far and where that part is far too."""
         n = max(int(self.person.sum()), 1)
-        return {p: float((np.nan_to_num(v, nan=0.0) > FAR_DISTANCE).sum() / n) for p, v in self.parts.items()}
+        return {p: float((self.far & (np.nan_to_num(v, nan=0.0) > FAR_DISTANCE)).sum() / n)
+                for p, v in self.parts.items()}
 
     def summary(self) -> dict[str, Any]:
         n = int(self.person.sum())

@@ -123,7 +123,8 @@ def advise(figures: dict[str, Any], train_height: int) -> str | None:
         film.append("the whole body, head to feet")
     if not found:
         return None
-    return f"{_join(found)}: film {_join(film)}, with a static camera."
+    whole = "" if any("whole body" in f for f in film) else ", the whole body in view"
+    return f"{_join(found)}: film {_join(film)}{whole}, with a static camera."
 
 
 def _join(parts: list[str]) -> str:
