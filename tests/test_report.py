@@ -250,7 +250,7 @@ def test_index_shows_the_footage_advice_and_each_dances_coverage(tmp_path: Path)
 
     out = build_outputs(tmp_path, evaluated=("walk", "jump"), rendered=("walk",))
     metrics = tmp_path / "metrics" / "eval"
-    footage = {"format": "dancepipe.footage/1", "frames": 448, "seconds": 17.9, "person_frames": 448,
+    footage = {"frames": 448, "seconds": 17.9, "person_frames": 448,
                "full_body_frames": 440, "full_body_share": 0.982, "body_px": 318.0, "fill": 0.64,
                "distinct_poses": 23, "advice": "18 s of footage with 23 distinct poses: film more."}
     (metrics / "me" / "footage.json").write_text(json.dumps(footage))

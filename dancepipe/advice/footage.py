@@ -34,12 +34,9 @@ import numpy as np
 
 from dancepipe.atomic import atomic_write_text
 from dancepipe.errors import DancepipeError
-from dancepipe.jsonfiles import read_json_file
 from dancepipe.output.baseline import retrieval_distances
 from dancepipe.output.metrics import body_height, valid_points
 from dancepipe.pose.keypoints import KP, read_keypoints
-
-FORMAT = "dancepipe.footage/1"
 
 # Two poses closer than this (mean joint distance over body height) count as one: about the
 # precision the demo generator reaches on poses it was trained on (docs/results.md).
@@ -143,11 +140,6 @@ def run_footage(subject_dir: str | Path, out: str | Path, *, min_joints: int, tr
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise DancepipeError(f"{meta_path}: the subject's video facts lack fps or height; rerun the subject stage") from e
     figures = footage_figures(read_keypoints(d / "poses.parquet"), fps, height, min_joints)
-    result = {"format": FORMAT, **figures, "advice": advise(figures, train_height)}
+    result = {**figures, "advice": advise(figures, train_height)}  # a DVC metrics file: figures, no format tag
     atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     return result
-
-
-def read_footage(path: str | Path) -> dict[str, Any]:
-    """A footage file written by :func:`run_footage`."""
-    return read_json_file(path, "the target's footage figures", FORMAT, "footage")
