@@ -76,10 +76,10 @@ def footage_section(root: Path, targets: list[str]) -> None:
 
 def coverage_section(root: Path, targets: list[str], sources: list[str]) -> pd.DataFrame:
     """Print each pair's coverage and measured quality; return the pooled per-frame table."""
-    from dancepipe.advice.coverage import FAR_SHARE, read_coverage
+    from dancepipe.advice.coverage import read_coverage
 
     print("\n## Coverage per dance, before rendering, and the quality measured after")
-    print(f"{'pair':<18} {'covered':>9} {'far':>5} {'far parts':<34} {'warned':>6} {'pose dist':>9} "
+    print(f"{'pair':<18} {'covered':>9} {'far':>5} {'far parts':<44} {'warned':>6} {'pose dist':>9} "
           f"{'goal met':>8}  agree")
     pooled = []
     for t in targets:
@@ -90,14 +90,14 @@ def coverage_section(root: Path, targets: list[str], sources: list[str]) -> pd.D
                 print(f"{t}-{s:<12} (no coverage.json: run dvc repro labels_transfer@{t}-{s})")
                 continue
             summ = cov.summary()
-            warned = summ["far_share"] is not None and summ["far_share"] > FAR_SHARE
+            warned = cov.warning(s, t) is not None
             parts = ", ".join(f"{p} {v:.0%}" for p, v in summ["far_parts"].items() if v >= 0.05) or "-"
             tj = _json(root / "metrics/eval" / t / s / "transfer.json")
             dist = None if tj is None else tj.get("pose_distance")
             met = None if dist is None else dist <= GOAL
             agree = "-" if met is None else ("yes" if warned == (not met) else "NO")
             print(f"{t + '-' + s:<18} {summ['covered_frames']:4d}/{summ['coverage_frames']:<4d} "
-                  f"{summ['far_share']:5.0%} {parts:<34} {'yes' if warned else 'no':>6} "
+                  f"{summ['far_share']:5.0%} {parts:<44} {'yes' if warned else 'no':>6} "
                   f"{'-' if dist is None else f'{dist:.3f}':>9} {'-' if met is None else ('yes' if met else 'no'):>8}"
                   f"  {agree}")
             csv = root / "metrics/eval" / t / s / "transfer_per_frame.csv"

@@ -59,9 +59,10 @@ def test_part_distances_name_the_part_that_moved():
 
 
 def test_a_dance_far_from_the_footage_is_warned_with_its_parts_and_a_near_one_is_not():
-    """The target only ever stood with her arms down (held out: arms up to 10 px). A dance of wide strides
-    (legs 80 px apart: 0.2 of her height on the legs, 0.07 on average over the body, beyond FAR_DISTANCE only
-    with the arms up too) in 3 of 4 frames is warned, naming the legs; the same dance with 1 frame in 4 is not."""
+    """The target only ever stood with her arms down (held out: arms up to 10 px). A dance of wide strides with
+    the arms thrown up 80 px (knees 40, ankles 80, elbows and wrists 80 px off: 560/17 px over a body now 165 px
+    tall, 0.20, beyond FAR_DISTANCE) in 3 of 4 frames is warned, naming legs and arms; the same dance with 1
+    frame in 4 is not (25 % far is not more than FAR_SHARE, and the standing frames are covered)."""
     rep = C.build_repertoire(np.stack([pose()] * 3), np.stack([pose(arms(v)) for v in (2.0, 6.0, 10.0)]))
     wide = pose(legs_apart(80.0))
     wide[list(C.JOINT_GROUPS["arms"]), 1] -= 80  # and the arms thrown up
@@ -147,3 +148,18 @@ def test_a_part_counts_only_in_frames_that_are_far():
     cov = C.measure_coverage(np.stack([pose(arms(60.0))] * 4), rep)
     assert (cov.parts["arms"] > C.FAR_DISTANCE).all() and not cov.far.any()
     assert cov.summary()["far_parts"] == {"head": 0.0, "torso": 0.0, "arms": 0.0, "legs": 0.0}
+
+
+def test_a_dance_on_footage_that_repeats_itself_is_warned_though_nothing_is_far():
+    """Her held-out tail repeats her training poses exactly (threshold 0): a dance that only ever raises the arms
+    10 px (0.014 of her height, far from nothing) has no covered frame, and is warned as blurring throughout."""
+    rep = C.build_repertoire(np.stack([pose()] * 3), np.stack([pose()] * 2))
+    assert rep.threshold == 0
+    cov = C.measure_coverage(np.stack([pose(arms(10.0))] * 4), rep)
+    s = cov.summary()
+    assert s["far_frames"] == 0 and s["covered_frames"] == 0
+    warning = cov.warning("walker", "repeat")
+    assert warning.startswith("only 0% of walker's frames ask for a pose as close to repeat's footage")
+    assert "her footage repeats itself, so all of walker will blur" in warning
+    # one covered frame in four is enough not to be warned
+    assert C.measure_coverage(np.stack([pose()] + [pose(arms(10.0))] * 3), rep).warning("walker", "repeat") is None

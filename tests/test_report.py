@@ -274,6 +274,13 @@ def test_index_shows_the_footage_advice_and_each_dances_coverage(tmp_path: Path)
     assert ["coverage", "20% covered, 10% far"] in page.rows and "&#9888;" not in walk
     assert "style='width:20.0%'" in walk and "style='width:70.0%'" in walk and "style='width:10.0%'" in walk
     assert f"&#9888; 20% covered, {far}% far: arms, legs will smear" in jump
+    # nothing far but nothing covered either: footage that repeats itself
+    (metrics / "me" / "walk" / "transfer.json").write_text(json.dumps(
+        {**cov, "covered_frames": 0, "far_frames": 1, "far_share": 0.01, "far_parts": {}}))
+    CliRunner().invoke(main, ["--metrics", str(metrics), "--out", str(out), "--params", str(tmp_path / "params.yaml")])
+    text = out.read_text(encoding="utf-8")
+    walk = text[text.index("id='dance-me-walk'"):text.index("id='dance-me-jump'")]
+    assert "&#9888; 0% covered, 1% far: the target's footage repeats itself, all of it will blur" in walk
     # before any evaluation the footage is already there
     (metrics / "me" / "eval.json").unlink()
     res = CliRunner().invoke(main, ["--metrics", str(metrics), "--out", str(out),

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from dancepipe.advice.coverage import FAR_DISTANCE, FAR_SHARE, PART_SHARE
+from dancepipe.advice.coverage import FAR_DISTANCE, FAR_SHARE, MIN_COVERED_SHARE, PART_SHARE
 from dancepipe.atomic import atomic_path
 from dancepipe.errors import DancepipeError
 from dancepipe.video.decode import iter_frames, probe
@@ -481,8 +481,9 @@ def footage_html(footage: dict[str, Any] | None) -> str:
 
 
 def coverage_row(summary: dict[str, Any]) -> str:
-    """The dance's coverage by the target's footage as a bar (covered | between | far) and, past
-    :data:`~dancepipe.advice.coverage.FAR_SHARE`, a flag naming the parts that will smear."""
+    """The dance's coverage by the target's footage as a bar (covered | between | far), flagged as the
+    labels stage warns (:mod:`dancepipe.advice.coverage`): past ``FAR_SHARE`` far with the parts that
+    will smear, under ``MIN_COVERED_SHARE`` covered as footage that repeats itself."""
     n, covered, far = summary.get("coverage_frames"), summary.get("covered_frames"), summary.get("far_frames")
     if not n or covered is None or far is None:
         return ""
@@ -492,7 +493,9 @@ def coverage_row(summary: dict[str, Any]) -> str:
     title = (f"{covered} of {n} frames covered by the target's footage, {far} far from every pose she made "
              f"(further than {FAR_DISTANCE:g} of the body height)")
     text = f"{shares[0]:.0%} covered, {shares[2]:.0%} far"
-    if shares[2] > FAR_SHARE:
+    if shares[2] <= FAR_SHARE and shares[0] < MIN_COVERED_SHARE:
+        text = f"&#9888; {text}: the target's footage repeats itself, all of it will blur"
+    elif shares[2] > FAR_SHARE:
         parts = [p for p, v in sorted((summary.get("far_parts") or {}).items(), key=lambda kv: -kv[1])
                  if v >= PART_SHARE]
         text = f"&#9888; {text}" + (f": {html.escape(', '.join(parts))} will smear" if parts else "")
