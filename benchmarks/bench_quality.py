@@ -19,7 +19,7 @@ Bars (issue 10):
 
 Beside the bars it prints, per dance, how many of its generated frames ask for a pose the
 target's footage covers and the pose distance on those and on the rest
-(:class:`dancepipe.output.baseline.Repertoire`): the part of the error that is extrapolation;
+(:mod:`dancepipe.advice.coverage`): the part of the error that is extrapolation;
 and its pose distance by part of the body (head, torso, arms, legs).
 
 Run: ``python -m benchmarks.bench_quality [--metrics metrics]``. Exit status 1 when a
@@ -80,13 +80,14 @@ def bars(held: dict[str, Any], transfers: dict[str, dict[str, Any]], demo_second
 def coverage_line(source: str, t: dict[str, Any]) -> str:
     """How much of a dance the target's footage covers, and the pose distance on either side (not a bar)."""
     if t.get("covered_frames") is None:
-        return f"  {source}: coverage not measured (rerun evaluate_transfer)"
+        return f"  {source}: coverage not measured (rerun labels_transfer and evaluate_transfer)"
     from dancepipe.cli import figure
 
     generated = int(t.get("frames", 0)) - int(t.get("substituted_frames", 0))
     return (f"  {source:14s} {t['covered_frames']} of {generated} generated frames ask for a pose the target covers: "
             f"pose distance {figure(_num(t, 'pose_distance_covered'))} on them, "
-            f"{figure(_num(t, 'pose_distance_uncovered'))} on the rest")
+            f"{figure(_num(t, 'pose_distance_uncovered'))} on the rest; "
+            f"{t.get('far_frames', 'n/a')} far from every pose she made")
 
 
 def parts_line(t: dict[str, Any]) -> str | None:

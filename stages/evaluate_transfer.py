@@ -27,22 +27,16 @@ _DIR = click.Path(file_okay=False)
 @click.option("--empty", "empty_rule", type=click.Choice(EMPTY_RULES), default="trim", show_default=True,
               help="render.empty, the rule the video was rendered with for person-less source frames; "
                    "it maps video frames back to labels.")
-@click.option("--target-labels", type=_DIR, default=None,
-              help="the target's training labels (data/labels/<target>/train): with --generator, measures how much "
-                   "of the dance the target's footage covers, and the pose distance on covered frames apart.")
-@click.option("--generator", "generator_path", type=_FILE, default=None,
-              help="the target's generator (models/<target>/generator.pt), read only for its train/held-out split.")
 @PARAMS_OPTION
 @stage_command
 def main(name: str, labels_dir: str, video: str, side_by_side: str | None, metrics_dir: str, report_path: str,
-         empty_rule: str, target_labels: str | None, generator_path: str | None, params_path: str) -> None:
+         empty_rule: str, params_path: str) -> None:
     """Measure one transfer video: does the pose model find the target in the source's pose?"""
     cfg = load_config("evaluate", params_path)
     assert isinstance(cfg, EvaluateConfig)
     with progress(None, f"evaluate {name}") as advance:
         result = run_transfer(cfg, labels_dir=labels_dir, video=video, side_by_side=side_by_side,
                               metrics_dir=metrics_dir, report_path=report_path, empty_rule=empty_rule,
-                              target_labels=target_labels, generator_path=generator_path,
                               title=f"dancepipe: {name}", progress=advance)
     t = result.evaluation.summary
     f = figure
@@ -54,7 +48,8 @@ def main(name: str, labels_dir: str, video: str, side_by_side: str | None, metri
     if t["covered_frames"] is not None:
         click.echo(
             f"coverage {name}: {t['covered_frames']} generated frames ask for a pose the target's footage covers "
-            f"(pose distance {f(t['pose_distance_covered'])}; the others {f(t['pose_distance_uncovered'])})"
+            f"(pose distance {f(t['pose_distance_covered'])}; the others {f(t['pose_distance_uncovered'])}); "
+            f"{t['far_frames']} ask for one far from all she made"
         )
 
 

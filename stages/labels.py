@@ -6,10 +6,12 @@ normalised into the target's space.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from dancepipe.cli import PARAMS_OPTION, progress, stage_command
-from dancepipe.transfer.labels import load_labels_config, run_labels
+from dancepipe.transfer.labels import CoverageOf, load_labels_config, run_labels
 
 
 @click.command()
@@ -23,20 +25,32 @@ from dancepipe.transfer.labels import load_labels_config, run_labels
               help="normfit stats.json; required for --kind transfer, not accepted for train.")
 @click.option("--profile", type=click.Path(dir_okay=False), default=None,
               help="the target's profile (profile stage); required for --kind transfer, not accepted for train.")
+@click.option("--target-labels", type=click.Path(file_okay=False), default=None,
+              help="with --kind transfer: the target's training labels (data/labels/<target>/train); measures how "
+                   "much of the dance her footage covers (coverage.json) and warns before rendering when too little.")
+@click.option("--holdout-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="train.holdout_fraction, with --target-labels: the split that calibrates the coverage.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="output directory (e.g. data/labels/dancer/train or data/labels/dancer/transfer/walker).")
 @PARAMS_OPTION
 @stage_command
-def main(kind: str, poses: str, frames_dir: str, norm: str | None, profile: str | None, out: str,
-         params_path: str) -> None:
+def main(kind: str, poses: str, frames_dir: str, norm: str | None, profile: str | None, target_labels: str | None,
+         holdout_fraction: float | None, out: str, params_path: str) -> None:
     """Write one label PNG per pose-table row, an index table and a contact sheet."""
     if kind == "transfer" and (norm is None or profile is None):
         raise click.UsageError("--norm and --profile are required with --kind transfer")
-    if kind == "train" and (norm is not None or profile is not None):
-        raise click.UsageError("--norm and --profile are only used with --kind transfer")
+    if kind == "train" and (norm is not None or profile is not None or target_labels is not None):
+        raise click.UsageError("--norm, --profile and --target-labels are only used with --kind transfer")
+    if (target_labels is None) != (holdout_fraction is None):
+        raise click.UsageError("--target-labels and --holdout-fraction go together")
+    coverage_of = None
+    if target_labels is not None and holdout_fraction is not None:
+        # the layout data/labels/<target>/train and .../transfer/<dance> names both for the warning
+        coverage_of = CoverageOf(target_labels, holdout_fraction, Path(target_labels).parent.name, Path(out).name)
     cfg = load_labels_config(kind, params_path)
     with progress(None, f"labels {kind}") as advance:
-        r = run_labels(kind, poses, frames_dir, out, cfg, norm=norm, profile=profile, progress=advance)
+        r = run_labels(kind, poses, frames_dir, out, cfg, norm=norm, profile=profile, progress=advance,
+                       coverage_of=coverage_of)
     click.echo(f"labels {kind}: {r['frames']} labels ({r['drawn']} with a person) at {r['width']}x{r['height']}")
     if r.get("mirrored_frames"):
         click.echo(f"facing: {r['mirrored_frames']} source frames faced away from the way the target faces; "

@@ -173,24 +173,3 @@ def test_chunked_computation_gives_the_same_distances(monkeypatch):
     chunked = B.retrieval_distances(queries, candidates)
     np.testing.assert_array_equal(whole[1], chunked[1])
     np.testing.assert_allclose(whole[0], chunked[0], equal_nan=True)
-
-
-def test_a_repertoire_is_covered_up_to_the_95th_percentile_of_its_held_out_distances():
-    """Training: one standing pose. Held out: the same with the arms raised by 0, 2, ..., 38 px, so each
-    is 3·lift/17 px from it on average (elbows move lift/2, wrists lift), over the body height of 123."""
-    lifts = np.arange(0, 40, 2.0)
-    rep = B.build_repertoire(np.stack([pose()]), np.stack([pose(arms(v)) for v in lifts]))
-    by_hand = 3 * lifts / 17 / HEIGHT
-    assert B.COVERAGE_PERCENTILE == 95
-    assert rep.threshold == pytest.approx(np.percentile(by_hand, 95), rel=1e-9)
-    # a query is measured against its nearest training pose, wherever it stands in the picture
-    queries = np.stack([pose(arms(10.0), at=(300, 40)), pose(arms(60.0)), pose(missing=tuple(KP))])
-    d = rep.distances(queries)
-    assert d[0] == pytest.approx(30 / 17 / HEIGHT, rel=1e-9) and d[0] <= rep.threshold
-    assert d[1] > rep.threshold and math.isnan(d[2])  # arms far up: not covered; no person: no distance
-
-
-def test_a_repertoire_without_held_out_poses_is_none():
-    """Nothing to calibrate the threshold on (the held-out tail shows nobody): no repertoire."""
-    assert B.build_repertoire(np.stack([pose()]), np.stack([pose(missing=tuple(KP))])) is None
-    assert B.build_repertoire(np.stack([pose()]), np.zeros((0, 17, 3))) is None

@@ -65,7 +65,8 @@ def expected_edges(catalog: dict[str, Any]) -> set[tuple[str, str]]:
                   (f"frames@{t}", f"train_face@{t}"), (f"labels_train@{t}", f"train_face@{t}"),
                   (f"train@{t}", f"evaluate@{t}"), (f"train_face@{t}", f"evaluate@{t}"),
                   (f"frames@{t}", f"evaluate@{t}"), (f"labels_train@{t}", f"evaluate@{t}"),
-                  (f"evaluate@{t}", "report"), (f"subject@{t}", f"profile@{t}")}
+                  (f"evaluate@{t}", "report"), (f"subject@{t}", f"profile@{t}"),
+                  (f"subject@{t}", f"footage@{t}"), (f"footage@{t}", "report")}
         for s in catalog["sources"]:
             p = f"{t}-{s}"
             edges |= {(f"subject@{t}", f"normfit@{p}"), (f"subject@{s}", f"normfit@{p}"),
@@ -74,8 +75,8 @@ def expected_edges(catalog: dict[str, Any]) -> set[tuple[str, str]]:
                       (f"train@{t}", f"render@{p}"), (f"train_face@{t}", f"render@{p}"),
                       (f"labels_transfer@{p}", f"render@{p}"), (f"subject@{s}", f"render@{p}"),
                       (f"labels_transfer@{p}", f"evaluate_transfer@{p}"), (f"render@{p}", f"evaluate_transfer@{p}"),
-                      # the target's training labels and generator split give the dance's coverage
-                      (f"labels_train@{t}", f"evaluate_transfer@{p}"), (f"train@{t}", f"evaluate_transfer@{p}"),
+                      # the target's training labels give the dance's coverage, measured with the labels
+                      (f"labels_train@{t}", f"labels_transfer@{p}"),
                       (f"evaluate_transfer@{p}", "report")}
     return edges
 
@@ -224,7 +225,7 @@ PARAM_CASES = {
     "train param": ({"train.lr": 0.0005}, AFTER_TRAIN),
     "frame size": (
         {"frames.height": 112},
-        {f"frames@{T}", f"labels_train@{T}", *(f"labels_transfer@{p}" for p in PAIRS), *AFTER_TRAIN},
+        {f"frames@{T}", f"labels_train@{T}", f"footage@{T}", *(f"labels_transfer@{p}" for p in PAIRS), *AFTER_TRAIN},
     ),
     "transfer smoothing": (
         {"labels.transfer.window": 7},

@@ -353,8 +353,7 @@ def _holdout_args(data, tmp_path: Path, labels: Path | None = None) -> list[str]
 
 def _transfer_args(data, tmp_path: Path, labels: Path | None = None, video: Path | None = None) -> list[str]:
     return ["--labels", str(labels or data["labels"]), "--video", str(video or data["video"]),
-            "--metrics-dir", str(tmp_path / "metrics"), "--report", str(tmp_path / "pair.html"),
-            "--target-labels", str(data["labels"]), "--generator", str(data["generator"])]
+            "--metrics-dir", str(tmp_path / "metrics"), "--report", str(tmp_path / "pair.html")]
 
 
 def test_stage_cli_writes_metrics_plots_and_report(data, tmp_path, pose_weights):
@@ -448,15 +447,18 @@ def test_stage_cli_rejects_a_video_that_does_not_match_the_labels(data, tmp_path
     assert not (tmp_path / "metrics").exists()
 
 
-def test_transfer_coverage_splits_the_pose_distance_by_the_targets_repertoire(data, pose_model):
-    """A repertoire holding exactly the poses of label rows 0-3 (threshold ~0): those rows are at distance 0
-    and covered, the swaying rows 4-7 are not; each pose distance is reported on its side of the split."""
-    from dancepipe.output.baseline import Repertoire
+def test_transfer_coverage_splits_the_pose_distance_by_the_coverage_the_labels_stage_wrote(data, tmp_path,
+                                                                                           pose_model):
+    """coverage.json from a repertoire holding exactly the poses of label rows 0-3 (threshold ~0): those rows are
+    at distance 0 and covered, the swaying rows 4-7 are not; each pose distance is reported on its side."""
+    from dancepipe.advice.coverage import Repertoire, measure_coverage, write_coverage
     from dancepipe.pose.keypoints import columns_to_keypoints, read_index
 
-    kps = columns_to_keypoints(read_index(data["labels"], "labels"))
-    ev = evaluate_transfer(pose_model, EvaluateConfig(imgsz=128), labels_dir=data["labels"], video=data["video"],
-                           repertoire=Repertoire(kps[:4], 1e-9))
+    labels = tmp_path / "labels"
+    shutil.copytree(data["labels"], labels)
+    kps = columns_to_keypoints(read_index(labels, "labels"))
+    write_coverage(labels, measure_coverage(kps, Repertoire(kps[:4], 1e-9)))
+    ev = evaluate_transfer(pose_model, EvaluateConfig(imgsz=128), labels_dir=labels, video=data["video"])
     df = ev.per_frame
     assert df["covered"].tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
     np.testing.assert_allclose(df["nearest_training_pose"][:4], 0, atol=1e-12)
@@ -467,56 +469,54 @@ def test_transfer_coverage_splits_the_pose_distance_by_the_targets_repertoire(da
     plain = evaluate_transfer(pose_model, EvaluateConfig(imgsz=128), labels_dir=data["labels"], video=data["video"])
     assert plain.summary["covered_frames"] is None and plain.per_frame["covered"].isna().all()
     assert plain.summary["pose_distance"] == t["pose_distance"]  # coverage never changes the main figure
+    # a coverage.json of another labels directory (other rows) is refused, not misread
+    write_coverage(labels, measure_coverage(kps[:5], Repertoire(kps[:4], 1e-9)))
+    with pytest.raises(DancepipeError, match="coverage.json has 5 rows for 8 labels"):
+        evaluate_transfer(pose_model, EvaluateConfig(imgsz=128), labels_dir=labels, video=data["video"])
 
 
 def test_coverage_figures_average_the_pose_distance_on_each_side_of_the_split():
-    """(The tiny test generator's frames show nobody, so the split's averages are checked on a table.)"""
-    from dancepipe.output.baseline import Repertoire
-    from dancepipe.output.evaluate import _coverage_summary
+    """(The tiny test generator's frames show nobody, so the split's averages are checked on a table.) Far frames
+    are the generated ones whose nearest training pose is further than FAR_DISTANCE."""
+    from dancepipe.advice.coverage import FAR_DISTANCE, Coverage
+    from dancepipe.output.evaluate import COVERAGE_KEYS, _coverage_summary
 
     df = pd.DataFrame({"pose_distance": [0.1, 0.2, np.nan, 0.4, 0.3, np.nan],
+                       "generated": [1, 1, 1, 1, 1, 0],
+                       "nearest_training_pose": [0.01, 0.07, 0.01, FAR_DISTANCE + 0.1, np.nan, FAR_DISTANCE + 1],
                        "covered": pd.array([1, 0, 1, 0, pd.NA, pd.NA], dtype="Int64")})
-    got = _coverage_summary(df, Repertoire(np.zeros((1, 17, 3)), 0.05))
-    assert got == {"coverage_threshold": 0.05, "covered_frames": 2, "pose_distance_covered": pytest.approx(0.1),
-                   "pose_distance_uncovered": pytest.approx(0.3)}
+    parts = {p: np.zeros(6) for p in ("head", "torso", "arms", "legs")}
+    got = _coverage_summary(df, Coverage(0.05, df["nearest_training_pose"].to_numpy(), parts))
+    assert {k: got[k] for k in COVERAGE_KEYS if k != "far_parts"} == {
+        "coverage_threshold": 0.05, "coverage_frames": 4, "covered_frames": 2, "pose_distance_covered": pytest.approx(0.1),
+        "pose_distance_uncovered": pytest.approx(0.3), "far_frames": 1, "far_share": pytest.approx(1 / 4)}
     assert set(_coverage_summary(df, None).values()) == {None}
 
 
-def test_the_stage_reads_the_repertoire_from_the_targets_labels_and_generator_split(data, tmp_path, pose_weights):
-    """The generator's split says frames 0-3 trained, 4-7 held out: the threshold is the 95th percentile of the
-    held-out poses' distances to the training ones. One of the two options alone is an error."""
-    from dancepipe.output.baseline import nearest_poses
+def test_the_stage_reports_the_coverage_the_labels_stage_measured(data, tmp_path, pose_weights):
+    """With coverage.json in the labels directory the stage prints and writes the coverage figures; without
+    (a target whose held-out tail showed nobody) they are null and nothing is printed."""
+    from dancepipe.advice.coverage import Repertoire, measure_coverage, write_coverage
+    from dancepipe.output.evaluate import COVERAGE_KEYS
     from dancepipe.pose.keypoints import columns_to_keypoints, read_index
     from stages.evaluate_transfer import main
 
+    labels = tmp_path / "labels"
+    shutil.copytree(data["labels"], labels)
+    kps = columns_to_keypoints(read_index(labels, "labels"))
+    write_coverage(labels, measure_coverage(kps, Repertoire(kps[TRAIN], 0.01)))
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"evaluate": {"device": "cpu", "pose_model": str(pose_weights), "imgsz": 128,
                                                    "face": False}}))
-    args = [*_transfer_args(data, tmp_path), "--params", str(params)]
-    res = CliRunner().invoke(main, args)
+    res = CliRunner().invoke(main, [*_transfer_args(data, tmp_path, labels=labels), "--params", str(params)])
     assert res.exit_code == 0, res.output
     assert "coverage transfer:" in res.output
-    kps = columns_to_keypoints(read_index(data["labels"], "labels"))
-    held = nearest_poses(kps[HOLDOUT], kps[TRAIN]).distance
     tr = json.loads((tmp_path / "metrics" / "transfer.json").read_text())
-    assert tr["coverage_threshold"] == pytest.approx(float(np.percentile(held, 95)), abs=2e-6)
-    per_frame = pd.read_csv(tmp_path / "metrics" / "transfer_per_frame.csv")
-    np.testing.assert_allclose(per_frame["nearest_training_pose"][HOLDOUT], held, atol=2e-6)
-    assert tr["covered_frames"] == int((per_frame["covered"] == 1).sum()) >= len(TRAIN)  # training poses: distance 0
-    res = CliRunner().invoke(main, [a for a in args if a != str(data["generator"]) and a != "--generator"])
-    assert res.exit_code == 1 and "needs both the target's training labels and its generator file" in res.output
-    # a target whose held-out tail shows nobody: nothing to calibrate on, the coverage figures are null
-    target = tmp_path / "target_labels"
-    shutil.copytree(data["labels"], target)
-    _no_person(target, HOLDOUT)
-    args[args.index(str(data["labels"]), args.index("--target-labels"))] = str(target)
-    res = CliRunner().invoke(main, args)
+    assert tr["coverage_threshold"] == 0.01 and tr["covered_frames"] >= len(TRAIN)  # training poses: distance 0
+    res = CliRunner().invoke(main, [*_transfer_args(data, tmp_path), "--params", str(params)])
     assert res.exit_code == 0, res.output
     tr = json.loads((tmp_path / "metrics" / "transfer.json").read_text())
-    assert {k: tr[k] for k in ("coverage_threshold", "covered_frames", "pose_distance_covered",
-                               "pose_distance_uncovered")} == dict.fromkeys(("coverage_threshold", "covered_frames",
-                                                                             "pose_distance_covered",
-                                                                             "pose_distance_uncovered"))
+    assert {k: tr[k] for k in COVERAGE_KEYS} == dict.fromkeys(COVERAGE_KEYS)
     assert "coverage transfer" not in res.output
 
 
@@ -573,9 +573,16 @@ def test_evaluate_on_the_demo_scores_what_the_files_hold(
     holdout = run_holdout(cfg, generator_path=demo_generator, face_path=demo_face, frames_dir=frames,
                           labels_dir=demo_labels["train"], metrics_dir=metrics,
                           report_path=tmp_path / "held-out.html", train_curves=tmp_path / "absent")
-    transfer = run_transfer(cfg, labels_dir=demo_labels["transfer"], video=demo_transfer_video,
-                            metrics_dir=metrics, report_path=tmp_path / "pair.html",
-                            target_labels=demo_labels["train"], generator_path=demo_generator)
+    # the coverage the labels stage would have written beside the transfer labels
+    from dancepipe.advice.coverage import measure_coverage, target_repertoire, write_coverage
+    from dancepipe.pose.keypoints import columns_to_keypoints, read_index
+
+    transfer_labels = tmp_path / "transfer_labels"
+    shutil.copytree(demo_labels["transfer"], transfer_labels)
+    write_coverage(transfer_labels, measure_coverage(columns_to_keypoints(read_index(transfer_labels, "labels")),
+                                                     target_repertoire(demo_labels["train"], 0.1)))
+    transfer = run_transfer(cfg, labels_dir=transfer_labels, video=demo_transfer_video,
+                            metrics_dir=metrics, report_path=tmp_path / "pair.html")
     out = _check_outputs(metrics, tmp_path / "held-out.html", tmp_path / "pair.html", expect_curves=False)
     ev, tr = out["eval"], out["transfer"]
 

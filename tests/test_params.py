@@ -251,7 +251,7 @@ def snapshot(root: Path) -> set[str]:
 STAGE_SECTION = {"ingest": None, "poses": "poses", "subject": "tracking", "frames": "frames",
                  "labels_train": "labels", "labels_transfer": "labels", "normfit": "normfit", "train": "train",
                  "train_face": "train_face", "render": "render", "evaluate": "evaluate",
-                 "evaluate_transfer": "evaluate", "report": None}
+                 "evaluate_transfer": "evaluate", "report": None, "footage": None}
 # Stages that read no params at all (dvc.yaml lists none for them, checked below).
 STAGES_WITHOUT_PARAMS = {"profile"}
 

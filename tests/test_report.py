@@ -210,13 +210,17 @@ def test_the_pair_page_plays_its_side_by_side_from_beside_it(report: Path):
 def test_the_report_finds_files_where_dvc_yaml_puts_them():
     """The report's paths relative to outputs/ are the outs dvc.yaml gives the render and evaluate stages."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-    out = {name: [next(iter(o)) if isinstance(o, dict) else o for o in stage.get("do", stage)["outs"]]
-           for name, stage in stages.items()}
+    out = {name: [next(iter(o)) if isinstance(o, dict) else o for o in stage.get("do", stage).get(key, [])]
+           for name, stage in stages.items() for key in ("outs",)}
+    metrics = {name: [next(iter(o)) for o in stage.get("do", stage).get("metrics", [])] for name, stage in stages.items()}
     pair = PairPaths.of("${item.target}", "${item.source}")
     assert sorted(out["render"]) == sorted(f"outputs/{p}" for p in (pair.video, pair.side_by_side))
     assert out["evaluate_transfer"] == [f"outputs/{pair.page}"]
     assert out["evaluate"] == [f"outputs/{target_page('${item}')}"]
     assert out["report"] == ["outputs/report.html"]
+    # the report reads each target's footage figures from <metrics root>/<target>/footage.json
+    assert metrics["footage"] == ["metrics/eval/${item}/footage.json"]
+    assert "metrics/eval" in stages["report"]["deps"]
 
 
 def test_pages_name_the_pose_weights_that_ran():
@@ -236,3 +240,50 @@ def test_offline_the_pages_name_the_pinned_weights(pose_weights, monkeypatch, tm
     cfg = EvaluateConfig(pose_model="yolov8n-pose.pt")
     model = load_pose_model(cfg.pose_model, "cpu")
     assert pose_weights_note(cfg, model) == "pose model: yolo11n-pose.pt (evaluate.pose_model names yolov8n-pose.pt)"
+
+
+def test_index_shows_the_footage_advice_and_each_dances_coverage(tmp_path: Path):
+    """The footage stage's figures and advice beside the target; per dance a bar of covered | between | far
+    frames, flagged with the parts that will smear when too much of it is far; footage shows before any
+    evaluation."""
+    from dancepipe.advice.coverage import FAR_SHARE
+
+    out = build_outputs(tmp_path, evaluated=("walk", "jump"), rendered=("walk",))
+    metrics = tmp_path / "metrics" / "eval"
+    footage = {"frames": 448, "seconds": 17.9, "person_frames": 448,
+               "full_body_frames": 440, "full_body_share": 0.982, "body_px": 318.0, "fill": 0.64,
+               "distinct_poses": 23, "advice": "18 s of footage with 23 distinct poses: film more."}
+    (metrics / "me" / "footage.json").write_text(json.dumps(footage))
+    cov = {"frames": 171, "pose_distance": 0.0691, "coverage_frames": 100, "covered_frames": 20}
+    (metrics / "me" / "walk" / "transfer.json").write_text(json.dumps(
+        {**cov, "far_frames": 10, "far_share": 0.1, "far_parts": {"head": 0, "torso": 0, "arms": 0.1, "legs": 0}}))
+    far = 1 + int(100 * FAR_SHARE)
+    (metrics / "me" / "jump" / "transfer.json").write_text(json.dumps(
+        {**cov, "far_frames": far, "far_share": far / 100,
+         "far_parts": {"head": 0.0, "torso": 0.02, "arms": 0.6, "legs": 0.3}}))
+    res = CliRunner().invoke(main, ["--metrics", str(metrics), "--out", str(out),
+                                    "--params", str(tmp_path / "params.yaml")])
+    assert res.exit_code == 0, res.output
+    text = out.read_text(encoding="utf-8")
+    page = read_page(out)
+    assert ["footage", "whole body", "body height", "distinct poses"] in page.rows
+    assert ["18 s", "98% of the frames", "318 px (64% of the picture)", "23"] in page.rows
+    assert "Footage advice: 18 s of footage with 23 distinct poses: film more." in text
+    walk = text[text.index("id='dance-me-walk'"):text.index("id='dance-me-jump'")]
+    jump = text[text.index("id='dance-me-jump'"):]
+    assert ["coverage", "20% covered, 10% far"] in page.rows and "&#9888;" not in walk
+    assert "style='width:20.0%'" in walk and "style='width:70.0%'" in walk and "style='width:10.0%'" in walk
+    assert f"&#9888; 20% covered, {far}% far: arms, legs will smear" in jump
+    # nothing far but nothing covered either: footage that repeats itself
+    (metrics / "me" / "walk" / "transfer.json").write_text(json.dumps(
+        {**cov, "covered_frames": 0, "far_frames": 1, "far_share": 0.01, "far_parts": {}}))
+    CliRunner().invoke(main, ["--metrics", str(metrics), "--out", str(out), "--params", str(tmp_path / "params.yaml")])
+    text = out.read_text(encoding="utf-8")
+    walk = text[text.index("id='dance-me-walk'"):text.index("id='dance-me-jump'")]
+    assert "&#9888; 0% covered, 1% far: the target's footage repeats itself, all of it will blur" in walk
+    # before any evaluation the footage is already there
+    (metrics / "me" / "eval.json").unlink()
+    res = CliRunner().invoke(main, ["--metrics", str(metrics), "--out", str(out),
+                                    "--params", str(tmp_path / "params.yaml")])
+    text = out.read_text(encoding="utf-8")
+    assert text.index("Footage advice") < text.index("Not evaluated yet.")

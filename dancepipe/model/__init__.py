@@ -3,6 +3,7 @@
 * :mod:`~dancepipe.model.networks`, :mod:`~dancepipe.model.losses`, :mod:`~dancepipe.model.features`
   — generators, discriminators, losses and the frozen perceptual feature networks;
 * :mod:`~dancepipe.model.dataset` — frames and labels split in time, served as pairs;
+* :mod:`~dancepipe.model.split` — the time split rule alone (torch-free: the transfer labels use it);
 * :mod:`~dancepipe.model.train` — the train stage's config and loop;
 * :mod:`~dancepipe.model.checkpoint` — generator files and resumable checkpoints.
 

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dancepipe.errors import DancepipeError
+from dancepipe.model.split import split_point
 from dancepipe.pose.keypoints import read_index
 from dancepipe.video.images import read_rgb
 
@@ -54,11 +55,6 @@ class TrainingData:
     def size(self) -> tuple[int, int]:
         """(height, width) of the images."""
         return int(self.images.shape[2]), int(self.images.shape[3])
-
-
-def split_point(n: int, holdout_fraction: float) -> int:
-    """Number of leading frames used for training out of ``n``."""
-    return int(np.floor(n * (1.0 - holdout_fraction) + 1e-9))
 
 
 def load_training_data(frames_dir: str | Path, labels_dir: str | Path, holdout_fraction: float,

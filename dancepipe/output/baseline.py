@@ -36,9 +36,6 @@ from dancepipe.output.metrics import body_height, valid_points
 from dancepipe.pose.keypoints import KP
 
 MIN_SHARED_JOINTS = 8
-# A pose is "covered" by the target's footage when its retrieval distance to the nearest
-# training pose is at most this percentile of the held-out frames' own distances.
-COVERAGE_PERCENTILE = 95.0
 
 # Bound on the (queries × candidates × 17) intermediate arrays of one chunk.
 _CHUNK_ELEMENTS = 1 << 22
@@ -129,38 +126,3 @@ def nearest_poses(queries: np.ndarray, candidates: np.ndarray,
         distance=np.where(found, distance[rows, best], np.nan),
         shared=np.where(found, shared[rows, best], 0).astype(np.int64),
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class Repertoire:
-    """The poses a target was trained on, and how close to them its own unseen poses come.
-
-    A source's dance asks the generator for poses; those far from every training pose
-    are extrapolation, and no amount of training on the same footage teaches them (the
-    demo dancer never puts her feet more than 0.26 of her height apart; the walker's
-    stride does in a third of her frames). The yardstick is the target itself: the
-    held-out tail holds poses the generator never saw, from the same person and camera.
-    ``threshold`` is the :data:`COVERAGE_PERCENTILE`-th percentile of the held-out
-    poses' distances to their nearest training pose (the baseline's retrieval distance),
-    so a transfer pose within it is as well covered as the target's own unseen moves.
-    """
-
-    poses: np.ndarray  # (C, 17, 3) training poses
-    threshold: float
-
-    def distances(self, queries: np.ndarray) -> np.ndarray:
-        """(Q,) retrieval distance of each query pose to its nearest training pose (NaN: no match)."""
-        return nearest_poses(queries, self.poses).distance
-
-
-def build_repertoire(train_kps: np.ndarray, holdout_kps: np.ndarray) -> Repertoire | None:
-    """A :class:`Repertoire` from the training poses and the held-out poses that calibrate its threshold.
-
-    None when no held-out pose has a training pose to compare with (no held-out tail, or
-    nobody in it): there is then nothing to calibrate the threshold on.
-    """
-    d = nearest_poses(holdout_kps, train_kps).distance
-    d = d[np.isfinite(d)]
-    if not len(d):
-        return None
-    return Repertoire(np.asarray(train_kps, dtype=np.float64), float(np.percentile(d, COVERAGE_PERCENTILE)))

@@ -44,10 +44,12 @@ person), ``substituted_frames`` (held or blank video frames), ``trimmed_frames``
 (dropped from the ends) and ``empty_label_frames_generated`` (video frames generated
 from a label without a person: 0 by construction, counted from the plan). The pose
 distance is also given per part of the body (``pose_distance_head``, ``_torso``,
-``_arms``, ``_legs``; each over the same body height). Coverage
-(:class:`dancepipe.output.baseline.Repertoire`): each label's distance to the nearest training
-pose of the target, ``covered_frames`` within the threshold its own held-out poses set,
-and ``pose_distance_covered`` / ``pose_distance_uncovered`` on either side.
+``_arms``, ``_legs``; each over the same body height). Coverage, as the labels stage
+measured it (:mod:`dancepipe.advice.coverage`, ``coverage.json`` in the labels directory):
+each label's distance to the nearest training pose of the target, ``covered_frames``
+within the threshold its own held-out poses set, ``pose_distance_covered`` /
+``pose_distance_uncovered`` on either side, and the share of frames far from every
+training pose (``far_share``, with the labels stage's warning when it is too high).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ import pandas as pd
 import torch
 from pydantic import Field, field_validator
 
+from dancepipe.advice.coverage import COVERAGE_PERCENTILE, FAR_DISTANCE, Coverage, read_coverage
 from dancepipe.atomic import atomic_path
 from dancepipe.cli import figure
 from dancepipe.config import StageConfig
@@ -73,7 +76,7 @@ from dancepipe.hardware.devices import check_device, resolve_device
 from dancepipe.hardware.precision import PRECISION_HELP, Precision, resolve_precision
 from dancepipe.model.face_networks import Box
 from dancepipe.output import metrics as M
-from dancepipe.output.baseline import COVERAGE_PERCENTILE, Repertoire, build_repertoire, nearest_poses
+from dancepipe.output.baseline import nearest_poses
 from dancepipe.output.personless import EMPTY_RULES
 from dancepipe.output.render import (
     face_boxes,
@@ -411,15 +414,14 @@ def evaluate_transfer(
     video: str | Path,
     empty_rule: str = "trim",
     side_by_side: str | Path | None = None,
-    repertoire: Repertoire | None = None,
     progress: ProgressFn | None = None,
 ) -> Evaluation:
     """Pose distance, detection rate and flicker of the rendered transfer video.
 
-    With the target's ``repertoire`` (:func:`load_repertoire`) each label's distance to
-    the nearest training pose is recorded, and the pose distance is also given apart for
-    the generated frames whose pose the target's footage covers and for the rest (the
-    generator extrapolating); without it those figures are null.
+    Where the labels stage measured the dance's coverage (``coverage.json``), each label's
+    distance to the target's nearest training pose is recorded, and the pose distance is
+    also given apart for the generated frames whose pose the target's footage covers and
+    for the rest (the generator extrapolating); without it those figures are null.
 
     The sample frames are label | generated, or, with ``side_by_side`` (render's
     source | stick figure | generated video), that video's frames at the same positions.
@@ -438,7 +440,11 @@ def evaluate_transfer(
     plan = plan_for(labels, empty_rule, labels_dir)  # the plan render followed
     person = labels["person_found"].to_numpy(dtype=bool)
     kps = columns_to_keypoints(labels)
-    nearest = repertoire.distances(kps) if repertoire is not None else np.full(len(kps), np.nan)
+    coverage = read_coverage(labels_dir)
+    if coverage is not None and len(coverage.nearest) != len(kps):
+        raise DancepipeError(f"{labels_dir}: coverage.json has {len(coverage.nearest)} rows for {len(kps)} labels; "
+                             "rerun the labels_transfer stage")
+    nearest = coverage.nearest if coverage is not None else np.full(len(kps), np.nan)
     generated_at = np.flatnonzero(plan.generated)
     sample_at = {int(generated_at[p]) for p in _sample_positions(len(generated_at), cfg.sample_frames)}
     rows: list[dict[str, Any]] = []
@@ -456,8 +462,8 @@ def evaluate_transfer(
         image = np.ascontiguousarray(fr.image[:h, :w])  # drop the encoder's even-size padding, if any
         row: dict[str, Any] = {"frame": int(labels["frame"].iloc[r]), "label_person": int(person[r]),
                                "generated": int(generated), "nearest_training_pose": float(nearest[r])}
-        if repertoire is not None and generated and np.isfinite(nearest[r]):
-            row["covered"] = int(nearest[r] <= repertoire.threshold)
+        if coverage is not None and generated and np.isfinite(nearest[r]):
+            row["covered"] = int(nearest[r] <= coverage.threshold)
         both = generated and prev_generated and prev is not None
         row["warp_error"] = M.temporal_error(prev, image, (prev, image)) if both else math.nan
         rows.append(row)
@@ -495,55 +501,44 @@ def evaluate_transfer(
         "substituted_frames": plan.substituted,
         "trimmed_frames": plan.trimmed,
         "empty_label_frames_generated": int((generated & ~label_person).sum()),
-        **_coverage_summary(df, repertoire),
+        **_coverage_summary(df, coverage),
     }
     notes = [f"render.empty = {empty_rule}: {plan.empty} of {plan.total} source labels show no person and were not "
              f"generated ({plan.substituted} held or blank video frames, {plan.trimmed} trimmed from the ends); "
              "detection and pose distance are measured on the generated frames only."]
-    if repertoire is not None:
+    if coverage is not None:
         notes.append(
             f"Coverage: {summary['covered_frames']} of {int(generated.sum())} generated frames ask for a pose within "
-            f"{repertoire.threshold:.3f} of a training pose (hip-centred mean joint distance / body height; "
+            f"{coverage.threshold:.3f} of a training pose (hip-centred mean joint distance / body height; "
             f"{COVERAGE_PERCENTILE:g} % of the target's own held-out poses are that close). Pose distance on them: "
             f"{figure(summary['pose_distance_covered'])}; on the others: "
-            f"{figure(summary['pose_distance_uncovered'])}.")
+            f"{figure(summary['pose_distance_uncovered'])}. {summary['far_frames']} ask for a pose further than "
+            f"{FAR_DISTANCE:g} from every training pose.")
     return Evaluation(summary, df, samples, notes)
 
 
-def _coverage_summary(df: pd.DataFrame, repertoire: Repertoire | None) -> dict[str, Any]:
-    """``coverage_threshold``, ``covered_frames`` and the pose distance on covered and uncovered frames."""
-    if repertoire is None:
-        return dict.fromkeys(("coverage_threshold", "covered_frames", "pose_distance_covered",
-                              "pose_distance_uncovered"))
+COVERAGE_KEYS = ("coverage_threshold", "coverage_frames", "covered_frames", "pose_distance_covered",
+                 "pose_distance_uncovered", "far_frames", "far_share", "far_parts")
+
+
+def _coverage_summary(df: pd.DataFrame, coverage: Coverage | None) -> dict[str, Any]:
+    """The coverage figures of the generated frames (``COVERAGE_KEYS``; all null without a coverage)."""
+    if coverage is None:
+        return dict.fromkeys(COVERAGE_KEYS)
     covered = df["covered"]
+    generated = df["generated"].to_numpy(dtype=bool)
+    far = generated & (df["nearest_training_pose"].to_numpy(dtype=np.float64) > FAR_DISTANCE)
+    n = int((generated & np.isfinite(df["nearest_training_pose"].to_numpy(dtype=np.float64))).sum())
     return {
-        "coverage_threshold": repertoire.threshold,
+        "coverage_threshold": coverage.threshold,
+        "coverage_frames": n,
         "covered_frames": int((covered == 1).sum()),
         "pose_distance_covered": M.nanmean(df.loc[(covered == 1).fillna(False), "pose_distance"]),
         "pose_distance_uncovered": M.nanmean(df.loc[(covered == 0).fillna(False), "pose_distance"]),
+        "far_frames": int(far.sum()),
+        "far_share": float(far.sum() / n) if n else None,
+        "far_parts": coverage.summary()["far_parts"],
     }
-
-
-def load_repertoire(labels_dir: str | Path, generator_path: str | Path) -> Repertoire | None:
-    """The target's :class:`~dancepipe.output.baseline.Repertoire`: its training labels' poses, split as the generator was.
-
-    None, with a warning, when no held-out frame shows a person to calibrate it on.
-    """
-    from dancepipe.model.checkpoint import GENERATOR_FORMAT, read_file
-
-    split = read_file(generator_path, GENERATOR_FORMAT).get("split")
-    if not isinstance(split, dict) or "train_frames" not in split or "holdout_frames" not in split:
-        raise DancepipeError(f"{generator_path}: generator file lacks the training split (retrain the generator)")
-    labels = read_index(labels_dir, "labels", check_files=False).set_index("frame", drop=False)
-    held = sorted(set(split["holdout_frames"]))
-    train = sorted(set(split["train_frames"]) - set(held))
-    for what, fs in (("held-out", held), ("training", train)):
-        _rows_for(labels, fs, what, str(labels_dir))
-    repertoire = build_repertoire(columns_to_keypoints(labels.loc[train]), columns_to_keypoints(labels.loc[held]))
-    if repertoire is None:
-        log.warning("%s: none of the %d held-out frames shows a person to compare with the training poses, so the "
-                    "coverage of the dance is not measured (its figures are null)", labels_dir, len(held))
-    return repertoire
 
 
 def _side_by_side_samples(
@@ -658,8 +653,6 @@ def run_transfer(
     report_path: str | Path,
     side_by_side: str | Path | None = None,
     empty_rule: str = "trim",
-    target_labels: str | Path | None = None,
-    generator_path: str | Path | None = None,
     title: str = "dancepipe transfer",
     progress: ProgressFn | None = None,
     pose_model: Any | None = None,
@@ -667,8 +660,7 @@ def run_transfer(
     """The transfer evaluation of one (target, source) pair: transfer.json, per-frame CSV and its page.
 
     ``empty_rule`` is the ``render.empty`` rule the video was rendered with (see
-    :func:`evaluate_transfer`). With the target's training labels and its generator
-    file (for the split), the dance's coverage by the target's footage is measured too.
+    :func:`evaluate_transfer`). The dance's coverage comes from the labels stage.
     """
     from dancepipe.output.report import write_report
 
@@ -677,13 +669,9 @@ def run_transfer(
         raise DancepipeError(f"render.empty = {empty_rule!r}: choose one of {', '.join(EMPTY_RULES)}")
     if not Path(video).is_file():
         raise DancepipeError(f"{video}: transfer video does not exist (run the render stage first)")
-    if (target_labels is None) != (generator_path is None):
-        raise DancepipeError("the coverage of a dance needs both the target's training labels and its generator file")
-    repertoire = load_repertoire(target_labels, generator_path) if target_labels is not None else None
     pose_model = _pose_model(cfg, device, pose_model)
     trans = evaluate_transfer(pose_model, cfg, labels_dir=labels_dir, video=video,
-                              empty_rule=empty_rule, side_by_side=side_by_side, repertoire=repertoire,
-                              progress=progress)
+                              empty_rule=empty_rule, side_by_side=side_by_side, progress=progress)
     outputs = _write_metrics(Path(metrics_dir), trans, TRANSFER_JSON, TRANSFER_CSV) + [str(report_path)]
     write_report(report_path, transfer=trans, title=title, video=side_by_side or video,
                  notes=[f"video: {video}", pose_weights_note(cfg, pose_model)])

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from dancepipe.advice.coverage import FAR_DISTANCE, FAR_SHARE, MIN_COVERED_SHARE, PART_SHARE
 from dancepipe.atomic import atomic_path
 from dancepipe.errors import DancepipeError
 from dancepipe.video.decode import iter_frames, probe
@@ -293,6 +294,9 @@ h3{font-size:1.05em;margin:1.2em 0 .3em}video{max-width:100%;height:auto;backgro
 .card{display:flex;flex-wrap:wrap;gap:1.2em;align-items:flex-start}.card table{margin-top:.3em}
 .samples{flex:1 1 520px;display:flex;flex-wrap:wrap;gap:.4em 1em}.samples .sample{margin:0;width:calc(50% - .6em)}
 .samples .sample img{width:100%}
+.advice{background:#fff4d6;border-left:4px solid #e0a100;padding:.4em .8em;font-size:.9em}
+.coverage{width:220px;height:12px;display:flex;border:1px solid #bbb;margin:.3em 0}
+.coverage span{display:block;height:100%}.cov-in{background:#4caf50}.cov-mid{background:#ffc107}.cov-far{background:#e53935}
 """
 
 # The held-out page's sample frames lie between these marks; the index copies them from there.
@@ -416,11 +420,13 @@ def page_samples(page: str | Path) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class TargetEntry:
-    """One target on the index: its held-out summary and sample frames (None: not evaluated yet)."""
+    """One target on the index: its held-out summary and sample frames (None: not evaluated yet), and
+    what her footage offers (the footage stage's figures; None: not measured yet)."""
 
     name: str
     summary: dict[str, Any] | None
     samples: str | None
+    footage: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -455,7 +461,46 @@ def _holdout_numbers(summary: dict[str, Any]) -> str:
 
 def _transfer_numbers(summary: dict[str, Any]) -> str:
     rows = "".join(_row(k, h, _fmt(summary.get(k))) for k, h in TRANSFER_ROWS)
-    return f"<table><tr><th>dance</th><th>value</th></tr>{rows}</table>"
+    return f"<table><tr><th>dance</th><th>value</th></tr>{rows}{coverage_row(summary)}</table>"
+
+
+def footage_html(footage: dict[str, Any] | None) -> str:
+    """A target's footage figures and advice (:mod:`dancepipe.advice.footage`), for the index."""
+    if footage is None:
+        return "<p class='note'>Footage not measured yet (the footage stage).</p>"
+    body = "—" if footage.get("body_px") is None else f"{footage['body_px']:.0f} px ({footage['fill']:.0%} of the picture)"
+    cells = (f"{footage['seconds']:.0f} s", f"{footage['full_body_share']:.0%} of the frames", body,
+             str(footage["distinct_poses"]))
+    heads = ("footage", "whole body", "body height", "distinct poses")
+    table = ("<table class='footage'><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr><tr>"
+             + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr></table>")
+    advice = footage.get("advice")
+    said = (f"<p class='advice'>Footage advice: {html.escape(advice)}</p>" if advice
+            else "<p class='note'>Footage: nothing thin (docs/footage.md).</p>")
+    return table + said
+
+
+def coverage_row(summary: dict[str, Any]) -> str:
+    """The dance's coverage by the target's footage as a bar (covered | between | far), flagged as the
+    labels stage warns (:mod:`dancepipe.advice.coverage`): past ``FAR_SHARE`` far with the parts that
+    will smear, under ``MIN_COVERED_SHARE`` covered as footage that repeats itself."""
+    n, covered, far = summary.get("coverage_frames"), summary.get("covered_frames"), summary.get("far_frames")
+    if not n or covered is None or far is None:
+        return ""
+    shares = (covered / n, max(n - covered - far, 0) / n, far / n)
+    bar = "".join(f"<span class='{c}' style='width:{100 * v:.1f}%'></span>"
+                  for c, v in zip(("cov-in", "cov-mid", "cov-far"), shares, strict=True))
+    title = (f"{covered} of {n} frames covered by the target's footage, {far} far from every pose she made "
+             f"(further than {FAR_DISTANCE:g} of the body height)")
+    text = f"{shares[0]:.0%} covered, {shares[2]:.0%} far"
+    if shares[2] <= FAR_SHARE and shares[0] < MIN_COVERED_SHARE:
+        text = f"&#9888; {text}: the target's footage repeats itself, all of it will blur"
+    elif shares[2] > FAR_SHARE:
+        parts = [p for p, v in sorted((summary.get("far_parts") or {}).items(), key=lambda kv: -kv[1])
+                 if v >= PART_SHARE]
+        text = f"&#9888; {text}" + (f": {html.escape(', '.join(parts))} will smear" if parts else "")
+    return (f"<tr><td title='{html.escape(title)}'>coverage</td>"
+            f"<td><div class='coverage' title='{html.escape(title)}'>{bar}</div>{text}</td></tr>")
 
 
 def index_html(targets: Sequence[TargetEntry], pairs: Sequence[PairEntry]) -> str:
@@ -469,6 +514,7 @@ def index_html(targets: Sequence[TargetEntry], pairs: Sequence[PairEntry]) -> st
     for t in targets:
         name = html.escape(t.name)
         parts.append(f"<h3 id='target-{name}'><a href='{html.escape(target_page(t.name))}'>{name}</a></h3>")
+        parts.append(footage_html(t.footage))
         if t.summary is None:
             parts.append("<p class='note'>Not evaluated yet.</p>")
             continue
@@ -504,7 +550,8 @@ def write_index(out: str | Path, metrics_root: str | Path, targets: Sequence[str
     def summary(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
-    rows_t = [TargetEntry(t, summary(root / t / "eval.json"), page_samples(here / target_page(t))) for t in targets]
+    rows_t = [TargetEntry(t, summary(root / t / "eval.json"), page_samples(here / target_page(t)),
+                          summary(root / t / "footage.json")) for t in targets]
     rows_p = []
     for t, s in pairs:
         video = here / PairPaths.of(t, s).side_by_side

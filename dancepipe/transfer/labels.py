@@ -12,6 +12,7 @@ uses, and a contact sheet (image | label | overlay) for a quick look at the alig
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import Field
 
+from dancepipe.advice.coverage import measure_coverage, target_repertoire, write_coverage
 from dancepipe.atomic import atomic_path
 from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
@@ -48,6 +50,16 @@ from dancepipe.video.images import read_rgb
 log = logging.getLogger(__name__)
 
 Kind = Literal["train", "transfer"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CoverageOf:
+    """What measuring a dance's coverage needs: the target's training labels and split, and the names to warn with."""
+
+    train_labels: str | Path
+    holdout_fraction: float
+    target: str
+    dance: str
 
 
 class DrawConfig(StageConfig):
@@ -273,13 +285,15 @@ def chain_log(record: ChainRecord, target: TargetSpace) -> list[str]:
 def run_labels(
     kind: Kind, poses: str | Path, frames_dir: str | Path, out: str | Path, cfg: LabelsConfig,
     norm: str | Path | None = None, profile: str | Path | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, coverage_of: CoverageOf | None = None,
 ) -> dict[str, Any]:
     """Write ``out/`` for ``kind``: PNG labels, ``index.parquet`` and ``contact_sheet.png``.
 
     ``train`` reads the target pose table; ``transfer`` reads the source pose table and
     needs ``norm`` (normfit's stats.json) and ``profile`` (the target's profile). Labels
-    are the size of the target frames.
+    are the size of the target frames. With ``coverage_of`` a transfer also writes
+    ``coverage.json``: how much of the dance the target's footage covers
+    (:mod:`dancepipe.advice.coverage`), with a warning logged when too little.
     """
     if kind not in ("train", "transfer"):
         raise DancepipeError(f"labels: unknown kind '{kind}'; choose train or transfer")
@@ -330,7 +344,25 @@ def run_labels(
         **keypoints_to_columns(label_kps), **{c: faces[c].to_numpy() for c in FACE_COLUMNS},
     })
 
+    coverage_info: dict[str, Any] = {}
+    coverage = None
+    if kind == "transfer" and coverage_of is not None:
+        repertoire = target_repertoire(coverage_of.train_labels, coverage_of.holdout_fraction)
+        if repertoire is None:
+            log.warning("coverage: %s's held-out tail shows nobody to calibrate on, so the coverage of %s is not "
+                        "measured", coverage_of.target, coverage_of.dance)
+        else:
+            coverage = measure_coverage(label_kps, repertoire)
+            summary_c, warning = coverage.summary(), coverage.warning(coverage_of.dance, coverage_of.target)
+            coverage_info = {"coverage": summary_c, "coverage_warning": warning}
+            log.info("coverage: %d of %s's %d frames with a person ask for a pose %s's footage covers, %d for one far "
+                     "from all of them", summary_c["covered_frames"], coverage_of.dance, summary_c["coverage_frames"],
+                     coverage_of.target, summary_c["far_frames"])
+            if warning:
+                log.warning("%s", warning)
     with atomic_path(out, directory=True) as tmp:
+        if coverage is not None:
+            write_coverage(tmp, coverage)
         write_label_images(label_kps, files, tmp, w, h, style, cfg.draw.workers, progress)
         write_table(index, tmp / "index.parquet", {
             "kind": kind, "width": w, "height": h, "poses": str(poses), "frames": str(frames_dir),
@@ -342,4 +374,5 @@ def run_labels(
                              frame_index, w, h)
     summary: dict[str, Any] = {"kind": kind, "frames": len(df), "drawn": int(found.sum()), "width": w, "height": h}
     summary.update(transfer_info)
+    summary.update(coverage_info)
     return summary
