@@ -45,7 +45,7 @@ def stages_of(catalog: dict[str, Any]) -> set[str]:
     return {
         *(f"{st}@{v}" for st in ("ingest", "poses") for v in videos),
         *(f"subject@{s}" for s in subjects),
-        *(f"{st}@{t}" for st in ("frames", "profile", "labels_train", "train", "train_face", "evaluate")
+        *(f"{st}@{t}" for st in ("frames", "profile", "footage", "labels_train", "train", "train_face", "evaluate")
           for t in targets),
         *(f"{st}@{p}" for st in ("normfit", "labels_transfer", "render", "evaluate_transfer") for p in pairs),
         "report",
