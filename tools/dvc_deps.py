@@ -148,7 +148,7 @@ def code_stage(commands_run: list[str]) -> list[str]:
     ]
 
 
-def rewrite(text: str, root: Path = ROOT) -> str:
+def rewrite(text: str) -> str:
     """dvc.yaml ``text`` with the ``code`` stage regenerated (first among the stages) and each stage's run
     of code-dep lines replaced by its command's manifest."""
     lines = text.split("\n")
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.manifests}: the code manifests of {len(written)} commands")
         return 0
     text = args.dvc_yaml.read_text(encoding="utf-8")
-    new = rewrite(text, args.dvc_yaml.parent.resolve())
+    new = rewrite(text)
     if new == text:
         print(f"{args.dvc_yaml.name}: code deps are current")
         return 0
