@@ -73,12 +73,11 @@ paper-check: install
 gpu-check: install
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m benchmarks.gpu_check
 
-# dvc.yaml's code deps from each stage command's imports (after adding, moving or
-# importing a library module; tests/test_dvc_deps.py fails until they are current).
-# BY=module lists subpackages file by file instead of as directories (docs/dvc.md).
-BY ?=
+# dvc.yaml's code stage (one manifest per stage command: data/code/<command>.json) and each
+# stage's dep on its command's manifest (after adding a stage or a stage command; adding or
+# importing a library module needs nothing). tests/test_dvc_deps.py fails until they are current.
 deps: install
-	$(PY) -m tools.dvc_deps $(if $(BY),--by $(BY))
+	$(PY) -m tools.dvc_deps
 
 # After removing a dance or a target from params.yaml: drop the dvc.lock entries of the
 # stages dvc.yaml no longer defines (DVC keeps them, and reads them on every repro).

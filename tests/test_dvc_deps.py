@@ -1,17 +1,20 @@
-"""dvc.yaml lists, for every stage, the code the stage runs: no more, no less, at one granularity.
+"""dvc.yaml lists, for every stage, the code the stage runs: no more, no less, hashed once per command.
 
-DVC reruns a stage when one of its ``deps`` changes, so code missing from the list means an
-edit there leaves stale outputs behind, and extra code means needless reruns. The code a
-stage runs is its command module plus every ``dancepipe`` module reachable from it through
-imports; :mod:`tools.dvc_deps` computes that closure from the source (with :mod:`ast`,
-nothing is imported) and writes it into dvc.yaml (``make deps``): top-level modules file by
-file, and each subpackage the stage reaches either module by module or, as dvc.yaml ships,
-as one directory dep. These tests hold dvc.yaml to that, and the directory deps to the
-closure (every listed subpackage is used, every used module is under a listed path).
+DVC reruns a stage when one of its ``deps`` changes, so code missing from what a stage depends
+on means an edit there leaves stale outputs behind, and extra code means needless reruns. The
+code a stage runs is its command module plus every ``dancepipe`` module reachable from it
+through imports; :mod:`tools.dvc_deps` computes that closure from the source (with :mod:`ast`,
+nothing is imported). The ``code`` stage depends on the library and the commands as
+directories and writes one manifest per command, ``data/code/<command>.json``: every file of
+the closure with its sha256. Each stage depends on its command's manifest and on no code
+directly. These tests hold dvc.yaml to that layout (``make deps`` writes it) and the manifests
+to the closure: an edit changes the manifests of exactly the commands that run the edited file.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,77 +23,124 @@ import pytest
 import yaml
 
 from tools.dvc_deps import (
+    CODE_DIRS,
+    CODE_STAGE,
     PACKAGE,
     ROOT,
     code_closure,
     code_deps,
+    commands,
     direct_imports,
-    granularity_of,
+    manifest,
+    manifest_path,
     module_file,
     rewrite,
+    write_manifests,
 )
 
 
+def _dvc_yaml() -> dict[str, dict]:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+
+
 def _stages() -> dict[str, dict]:
-    raw = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-    return {name: stage.get("do", stage) for name, stage in raw.items()}
+    """Every stage but the code stage, as its body (``do`` of a foreach)."""
+    return {name: stage.get("do", stage) for name, stage in _dvc_yaml().items() if name != CODE_STAGE}
 
 
 def _code(stage: dict) -> list[str]:
-    return [d for d in stage["deps"] if d.startswith(("stages/", f"{PACKAGE}/"))]
-
-
-def _granularity() -> str:
-    return granularity_of([d for s in _stages().values() for d in _code(s)])
+    return [d for d in stage["deps"] if d.startswith(("stages/", f"{PACKAGE}/", "data/code/"))]
 
 
 @pytest.mark.parametrize("name", sorted(_stages()))
-def test_stage_code_deps_are_its_import_closure(name: str) -> None:
+def test_each_stage_depends_on_its_commands_manifest_and_on_no_code_directly(name: str) -> None:
     stage = _stages()[name]
-    listed = _code(stage)
-    command = [d for d in listed if d.startswith("stages/")]
-    assert len(command) == 1, f"{name}: expected one stage module in deps, got {command}"
-    assert command[0] in stage["cmd"], f"{name}: deps name {command[0]} but the command runs something else"
-    expected = code_deps(command[0], _granularity())
-    assert listed == expected, (
-        f"{name}: missing from deps {sorted(set(expected) - set(listed))}, listed but unused "
-        f"{sorted(set(listed) - set(expected))} (make deps rewrites them)"
-    )
+    command = [c for c in commands(stage["cmd"])]
+    assert len(command) == 1, f"{name}: expected one `python stages/<x>.py` command, got {stage['cmd']!r}"
+    assert _code(stage) == [manifest_path(command[0])], (
+        f"{name}: its code dep must be {manifest_path(command[0])} alone, not {_code(stage)} (make deps)")
 
 
-@pytest.mark.parametrize("name", sorted(_stages()))
-def test_every_module_a_stage_runs_is_under_a_listed_dep_and_every_dep_is_used(name: str) -> None:
-    """Independent of the generator: the closure is covered, and no listed path covers none of it."""
-    listed = _code(_stages()[name])
-    command = next(d for d in listed if d.startswith("stages/"))
+def test_the_code_stage_hashes_every_command_and_writes_one_manifest_each() -> None:
+    code = _dvc_yaml()[CODE_STAGE]
+    run = sorted({c for s in _stages().values() for c in commands(s["cmd"])})
+    assert code["outs"] == [manifest_path(c) for c in run]
+    assert code["deps"] == [*CODE_DIRS, "tools/dvc_deps.py"]
+    assert "python -m tools.dvc_deps --manifests data/code" == code["cmd"]
+    # every file a manifest can name is under a directory the code stage hashes
+    for command in run:
+        for path in code_closure(ROOT / command):
+            assert any(path.startswith(d + "/") for d in CODE_DIRS), f"{command}: {path} is outside {CODE_DIRS}"
+
+
+@pytest.mark.parametrize("command", commands((ROOT / "dvc.yaml").read_text(encoding="utf-8")))
+def test_a_manifest_is_the_import_closure_with_each_files_hash(command: str) -> None:
+    """Independent of the generator: every module the command imports (transitively) is in its manifest,
+    with the sha256 of its bytes, and nothing else is."""
+    import hashlib
+
+    files = manifest(command)["files"]
     closure = code_closure(ROOT / command)
-    for module in closure:
-        assert any(module == d or module.startswith(d + "/") for d in listed), f"{name}: {module} is not covered"
-    for dep in listed:
-        assert any(m == dep or m.startswith(dep + "/") for m in closure), f"{name}: {dep} is listed but unused"
-        assert (ROOT / dep).exists(), f"{name}: {dep} does not exist"
+    assert set(files) == closure
+    assert command in files and f"{PACKAGE}/__init__.py" in files
+    for path, digest in files.items():
+        assert digest == hashlib.sha256((ROOT / path).read_bytes()).hexdigest(), path
+        assert path == command or path.startswith(f"{PACKAGE}/"), path
 
 
-def test_dvc_yaml_uses_one_granularity_and_the_generator_keeps_it() -> None:
-    """Every stage lists subpackages the same way, and regenerating dvc.yaml changes nothing."""
-    assert {granularity_of(_code(s)) for s in _stages().values()} == {_granularity()}
+def test_an_edit_changes_the_manifests_of_exactly_the_commands_that_run_it(tmp_path: Path) -> None:
+    """On a copy of the code: write the manifests, edit one module (a comment: its bytes change), write
+    them again; the manifests that changed are those of the commands whose closure holds the module.
+    A module no command runs (``output/strip.py`` draws the README picture) changes none."""
+    for d in (*CODE_DIRS, "tools"):
+        shutil.copytree(ROOT / d, tmp_path / d, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    run = commands((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
+    out = tmp_path / "data" / "code"
+    assert write_manifests(out, tmp_path) == run
+    widths = {}
+    for module in ("dancepipe/output/report.py", "dancepipe/pose/detect.py", "dancepipe/config.py",
+                   "stages/labels.py", "dancepipe/output/strip.py"):
+        before = {c: (out / Path(manifest_path(c)).name).read_bytes() for c in run}
+        with (tmp_path / module).open("a", encoding="utf-8") as f:
+            f.write("# an edit\n")
+        write_manifests(out, tmp_path)
+        changed = {c for c in run if (out / Path(manifest_path(c)).name).read_bytes() != before[c]}
+        expected = {c for c in run if module in code_closure(tmp_path / c, tmp_path)}
+        assert changed == expected, module
+        widths[module] = len(changed)
+    assert widths == {"dancepipe/output/report.py": 3, "dancepipe/pose/detect.py": 1, "dancepipe/config.py": len(run),
+                      "stages/labels.py": 1, "dancepipe/output/strip.py": 0}
+    # deterministic: writing again changes nothing
+    again = {c: (out / Path(manifest_path(c)).name).read_bytes() for c in run}
+    write_manifests(out, tmp_path)
+    assert again == {c: (out / Path(manifest_path(c)).name).read_bytes() for c in run}
+    assert json.loads(again["stages/render.py"])["command"] == "stages/render.py"
+
+
+def test_dvc_yaml_is_what_make_deps_writes() -> None:
+    """Regenerating dvc.yaml changes nothing, and an old layout (code listed in each stage) is replaced."""
     text = (ROOT / "dvc.yaml").read_text(encoding="utf-8")
-    assert rewrite(text, _granularity()) == text
+    assert rewrite(text) == text
     # the command-line form used by `make deps`
     check = subprocess.run([sys.executable, "-m", "tools.dvc_deps", "--check"], cwd=ROOT, capture_output=True,
                            text=True)
     assert check.returncode == 0, check.stderr
+    old = text.replace("        - data/code/render.json\n", "".join(
+        f"        - {d}\n" for d in code_deps("stages/render.py", "package")))
+    old = old.replace("      - data/code/render.json\n", "".join(
+        f"      - {d}\n" for d in code_deps("stages/render.py", "module")))
+    assert old != text and rewrite(old) == text
 
 
-def test_the_two_granularities_list_the_same_code() -> None:
-    """By module and by package name the same files; by package as fewer, wider entries."""
-    for name, stage in _stages().items():
-        command = next(d for d in _code(stage) if d.startswith("stages/"))
+def test_the_two_listed_granularities_name_the_same_code() -> None:
+    """What bench_dvc compares: code listed in each stage by module or by package names the same files."""
+    for command in commands((ROOT / "dvc.yaml").read_text(encoding="utf-8")):
         by_module, by_package = code_deps(command, "module"), code_deps(command, "package")
-        assert len(by_package) <= len(by_module), name
-        assert all(any(m == p or m.startswith(p + "/") for p in by_package) for m in by_module), name
+        assert len(by_package) <= len(by_module), command
+        assert all(any(m == p or m.startswith(p + "/") for p in by_package) for m in by_module), command
         assert [p for p in by_package if not p.endswith(".py")] == sorted(
-            {"/".join(m.split("/")[:2]) for m in by_module if m.count("/") > 1}), name
+            {"/".join(m.split("/")[:2]) for m in by_module if m.count("/") > 1}), command
 
 
 def test_closure_follows_imports_transitively() -> None:
@@ -103,7 +153,7 @@ def test_closure_follows_imports_transitively() -> None:
 
 def test_bytecode_is_not_part_of_a_directory_dep(tmp_path: Path) -> None:
     """Python writes __pycache__ beside the sources whenever a stage runs; .dvcignore keeps it out of
-    the hash of a subpackage directory dep, or every run would change its own deps."""
+    the hash of the code stage's directory deps, or every run would change its own deps."""
     from dvc.repo import Repo
 
     project = tmp_path / "p"

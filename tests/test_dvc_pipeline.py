@@ -49,13 +49,16 @@ def stages_of(catalog: dict[str, Any]) -> set[str]:
           for t in targets),
         *(f"{st}@{p}" for st in ("normfit", "labels_transfer", "render", "evaluate_transfer") for p in pairs),
         "report",
+        "code",  # hashes the code once: one manifest per stage command (tools/dvc_deps.py)
     }
 
 
 def expected_edges(catalog: dict[str, Any]) -> set[tuple[str, str]]:
     """The designed data flow (docs/ARCHITECTURE.md) of ``catalog``: upstream -> downstream, direct edges."""
     videos, subjects = catalog["videos"], catalog["subjects"]
-    edges = {(f"ingest@{v}", f"poses@{v}") for v in videos}
+    # the code stage's manifests feed every other stage
+    edges = {("code", s) for s in stages_of(catalog) - {"code"}}
+    edges |= {(f"ingest@{v}", f"poses@{v}") for v in videos}
     for name, entry in subjects.items():
         edges |= {(f"ingest@{entry['video']}", f"subject@{name}"), (f"poses@{entry['video']}", f"subject@{name}")}
     for t in catalog["targets"]:
@@ -383,25 +386,30 @@ def check_diffs_between(work: Path, old_rev: str, new_rev: str, params: dict[str
 
 
 def stages_running(project: Path, path: str) -> set[str]:
-    """Every stage instance whose dvc.yaml deps name ``path`` or a directory above it."""
+    """The code stage (its deps are the directories above every module) and every stage instance whose
+    command's manifest, as the code stage wrote it, lists ``path``."""
     from dvc.repo import Repo
 
     with Repo(str(project)) as repo:
-        return {s.name for s in repo.index.stages
-                if any(path == d.def_path or path.startswith(d.def_path.rstrip("/") + "/") for d in s.deps)}
+        manifests = {s.name: [d.def_path for d in s.deps if d.def_path.startswith("data/code/")]
+                     for s in repo.index.stages if hasattr(s, "name")}  # not the inputs' .dvc files
+    assert manifests.pop("code") == []
+    return {"code"} | {name for name, paths in manifests.items()
+                       if any(path in json.loads((project / m).read_text(encoding="utf-8"))["files"] for m in paths)}
 
 
 @pytest.mark.slow
-def test_editing_one_library_module_reruns_the_stages_whose_deps_hold_it(project: Path, tmp_path: Path) -> None:
-    """A code change reruns the stages that list the module, or its subpackage as one directory
-    (docs/dvc.md: dvc.yaml lists subpackages whole), and nothing else: here the report module,
-    inside ``dancepipe/output/``, which render, evaluate, evaluate_transfer and report use. Every
-    stage downstream of those is among them, so the set does not depend on outputs changing."""
+def test_editing_one_library_module_reruns_the_stages_whose_command_runs_it(project: Path, tmp_path: Path) -> None:
+    """A code change reruns the code stage, which rewrites the manifests, and the stages whose command's
+    manifest changed, those that run the module (docs/dvc.md), and nothing else: here the report module,
+    which evaluate, evaluate_transfer and report import (render imports others of ``dancepipe/output``
+    and does not run). Every stage downstream of those is among them, so the set does not depend on
+    outputs changing. A module no stage runs reruns only the code stage."""
     work = clone_tree(project, tmp_path / "p")
     module = work / "dancepipe" / "output" / "report.py"
     module.write_text(module.read_text(encoding="utf-8") + "\n# an edit that changes no output\n", encoding="utf-8")
     expected = stages_running(work, "dancepipe/output/report.py")
-    uses = {f"render@{p}" for p in PAIRS} | {f"evaluate_transfer@{p}" for p in PAIRS} | {f"evaluate@{T}", "report"}
+    uses = {f"evaluate_transfer@{p}" for p in PAIRS} | {f"evaluate@{T}", "report", "code"}
     assert expected == uses
     result = repro(work)
     assert result.ran == expected, f"ran {sorted(result.ran)}, expected {sorted(expected)}"
@@ -409,6 +417,13 @@ def test_editing_one_library_module_reruns_the_stages_whose_deps_hold_it(project
     # the bytecode Python wrote into dancepipe/ while the stages ran is not part of their deps (.dvcignore)
     again = repro(work)
     assert again.ran == set() and again.restored == set(), again.output[-3000:]
+    unused = work / "dancepipe" / "output" / "strip.py"
+    unused.write_text(unused.read_text(encoding="utf-8") + "\n# an edit to what no stage runs\n", encoding="utf-8")
+    assert stages_running(work, "dancepipe/output/strip.py") == {"code"}
+    result = repro(work)
+    assert result.ran == {"code"} and result.skipped == ALL_STAGES - {"code"}, result.output[-3000:]
+    clean, out = status_clean(work)
+    assert clean, out
 
 
 # --- many dances, many dancers: what a catalog change reruns ---------------------------------------------

@@ -184,8 +184,12 @@ def test_params_yaml_frames_section_is_valid_and_default(repo_root):
     assert build_config(FramesConfig, params, section="frames") == FramesConfig()
     dvc = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]["frames"]["do"]
     assert dvc["params"] == ["frames"]
-    # code deps name a subpackage by its directory (docs/dvc.md), a top-level module by its file
-    assert {"stages/frames.py", "dancepipe/video", "dancepipe/pose"} <= set(dvc["deps"])
+    # its code dep is its command's manifest (docs/dvc.md), which names the video and pose modules it runs
+    from tools.dvc_deps import manifest
+
+    assert "data/code/frames.json" in dvc["deps"]
+    files = manifest("stages/frames.py", repo_root)["files"]
+    assert "stages/frames.py" in files and "dancepipe/video/__init__.py" in files and "dancepipe/pose/__init__.py" in files
 
 
 def _invoke(tmp_path: Path, video: Path, poses: Path, section: dict):

@@ -252,8 +252,9 @@ STAGE_SECTION = {"ingest": None, "poses": "poses", "subject": "tracking", "frame
                  "labels_train": "labels", "labels_transfer": "labels", "normfit": "normfit", "train": "train",
                  "train_face": "train_face", "render": "render", "evaluate": "evaluate",
                  "evaluate_transfer": "evaluate", "report": None, "footage": None}
-# Stages that read no params at all (dvc.yaml lists none for them, checked below).
-STAGES_WITHOUT_PARAMS = {"profile"}
+# Stages that read no params at all (dvc.yaml lists none for them, checked below); the code stage
+# hashes the code (tools/dvc_deps.py) and is no stages/ command.
+STAGES_WITHOUT_PARAMS = {"profile", "code"}
 
 
 def test_every_stage_rejects_a_misspelled_param_before_any_work(

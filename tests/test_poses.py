@@ -359,14 +359,16 @@ def test_demo_keypoints_are_plausible(demo_poses):
 
 
 def test_dvc_stage_lists_the_modules_and_params_it_uses(repo_root: Path):
-    """dvc.yaml's poses stage depends on every dancepipe module the stage imports (transitively)."""
+    """dvc.yaml's poses stage depends on its command's code manifest, which holds every dancepipe module the
+    stage imports (transitively)."""
     import ast
+
+    from tools.dvc_deps import manifest
 
     stage = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]["poses"]["do"]
     assert stage["params"] == ["poses"]
     assert "--video data/videos/${key} --out data/poses/${key}.parquet" in stage["cmd"]
-    shared = {"dancepipe/config.py", "dancepipe/cli.py", "dancepipe/atomic.py", "dancepipe/errors.py",
-              "dancepipe/__init__.py"}
+    assert "data/code/poses.json" in stage["deps"]
     seen, todo = set(), ["stages/poses.py"]
     while todo:
         path = todo.pop()
@@ -375,8 +377,8 @@ def test_dvc_stage_lists_the_modules_and_params_it_uses(repo_root: Path):
         seen.add(path)
         for node in ast.walk(ast.parse((repo_root / path).read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dancepipe"):
-                todo.append(node.module.replace(".", "/") + ".py")
-    # a module is covered by its own line or by its subpackage's directory (docs/dvc.md)
-    deps = set(stage["deps"])
-    missing = [p for p in seen - shared if p not in deps and str(Path(p).parent) not in deps]
+                module = node.module.replace(".", "/")
+                todo.append(f"{module}/__init__.py" if (repo_root / module).is_dir() else f"{module}.py")
+    files = manifest("stages/poses.py", repo_root)["files"]
+    missing = sorted(seen - set(files))
     assert missing == []
