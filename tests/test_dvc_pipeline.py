@@ -309,6 +309,17 @@ def _metrics(row: dict[str, Any], name: str = EVAL_JSON) -> dict[str, Any]:
     return (data.get(name) or {}).get("data") or {}
 
 
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A metrics file as ``dvc metrics diff`` names its values: nested keys joined with dots."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def _plain(value: Any) -> Any:
     """A metric value for comparison: ints as floats, NaN as null, and nulls left out of mappings
     (``dvc exp show`` omits null metrics)."""
@@ -372,13 +383,14 @@ def check_diffs_between(work: Path, old_rev: str, new_rev: str, params: dict[str
     assert set(diff) == {"params.yaml"}
     with Repo(str(work)) as repo:
         files = sorted(o.def_path for st in repo.index.stages for o in st.outs if o.metric)
-    assert EVAL_JSON in files and TRANSFER_JSON in files and len(files) == 3 + len(PAIRS)  # + 2 dvclive
+    # eval.json, footage.json and 2 dvclive files per target, one transfer.json per pair
+    assert EVAL_JSON in files and TRANSFER_JSON in files and len(files) == 4 + len(PAIRS)
     every = json.loads(dvc(work, "metrics", "diff", old_rev, new_rev, "--all", "--json").stdout)
     changed = json.loads(dvc(work, "metrics", "diff", old_rev, new_rev, "--json").stdout)
     assert set(every) == set(files)
     for f in files:
-        old = _plain(json.loads(git(work, "show", f"{old_rev}:{f}").stdout))
-        new = _plain(json.loads((work / f).read_text(encoding="utf-8")))
+        old = _plain(_flat(json.loads(git(work, "show", f"{old_rev}:{f}").stdout)))
+        new = _plain(_flat(json.loads((work / f).read_text(encoding="utf-8"))))
         assert _plain({k: v["old"] for k, v in every[f].items()}) == old, f
         assert _plain({k: v["new"] for k, v in every[f].items()}) == new, f
         differ = {k for k in {*old, *new} if old.get(k) != new.get(k)}
@@ -471,7 +483,8 @@ def test_adding_a_dancer_trains_only_them_and_removing_a_dance_keeps_the_rest(pr
     cat["targets"].append("walker")
     set_catalog(work, **cat)
     result = repro(work)
-    new = {*(f"{st}@walker" for st in ("frames", "profile", "labels_train", "train", "train_face", "evaluate")),
+    new = {*(f"{st}@walker" for st in ("frames", "profile", "footage", "labels_train", "train", "train_face",
+                                       "evaluate")),
            "report",
            *(f"{st}@walker-{s}" for st in ("normfit", "labels_transfer", "render", "evaluate_transfer")
              for s in cat["sources"])}

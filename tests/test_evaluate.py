@@ -46,14 +46,17 @@ RANGES = {
     "baseline_frames": (0, 10**6), "baseline_match_distance": (0, 10), "person_frames": (1, 10**6),
     "person_less_frames": (0, 10**6), "substituted_frames": (0, 10**6), "trimmed_frames": (0, 10**6),
     "empty_label_frames_generated": (0, 0), "coverage_threshold": (0, 10), "covered_frames": (0, 10**6),
-    "pose_distance_covered": (0, 10), "pose_distance_uncovered": (0, 10),
+    "pose_distance_covered": (0, 10), "pose_distance_uncovered": (0, 10), "coverage_frames": (0, 10**6),
+    "far_frames": (0, 10**6), "far_share": (0, 1),
     **{f"pose_distance_{part}": (0, 10) for part in ("head", "torso", "arms", "legs")},
+    **{f"far_parts.{part}": (0, 1) for part in ("head", "torso", "arms", "legs")},
 }
 EVAL_KEYS = {"frames", "face_frames", "warp_error_real", "baseline_frames", "baseline_match_distance",
              *SCORE_RANGES, *(f"baseline_{k}" for k in SCORE_RANGES)}
 TRANSFER_KEYS = {"frames", "pose_distance", "detection_rate", "warp_error", "person_frames", "person_less_frames",
                  "substituted_frames", "trimmed_frames", "empty_label_frames_generated", "coverage_threshold",
-                 "covered_frames", "pose_distance_covered", "pose_distance_uncovered", "pose_distance_head",
+                 "coverage_frames", "covered_frames", "pose_distance_covered", "pose_distance_uncovered",
+                 "far_frames", "far_share", "far_parts", "pose_distance_head",
                  "pose_distance_torso", "pose_distance_arms", "pose_distance_legs"}
 
 
@@ -320,7 +323,8 @@ def _check_outputs(metrics_dir: Path, holdout_page: Path, transfer_page: Path, e
     tr = json.loads((metrics_dir / "transfer.json").read_text())
     assert set(ev) == EVAL_KEYS
     assert set(tr) == TRANSFER_KEYS
-    for d in (ev, tr):
+    parts = tr.get("far_parts") or {}
+    for d in (ev, {k: v for k, v in tr.items() if k != "far_parts"}, {f"far_parts.{p}": v for p, v in parts.items()}):
         for k, v in d.items():
             if v is not None:
                 lo, hi = RANGES[k]
@@ -404,9 +408,14 @@ def test_figures_that_cannot_be_computed_are_written_as_null(data, tmp_path, pos
     from stages.evaluate import main as holdout_main
     from stages.evaluate_transfer import main as transfer_main
 
+    from dancepipe.advice.coverage import Repertoire, measure_coverage, write_coverage
+    from dancepipe.pose.keypoints import columns_to_keypoints, read_index
+
     labels = tmp_path / "labels"
     shutil.copytree(data["labels"], labels)
     _patch_index(labels, face_ok=dict.fromkeys(HOLDOUT, False))
+    kps = columns_to_keypoints(read_index(labels, "labels"))
+    write_coverage(labels, measure_coverage(kps, Repertoire(kps[TRAIN], 0.01)))  # as the labels stage writes it
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"evaluate": {"device": "cpu", "pose_model": str(pose_weights), "imgsz": 128,
                                                    "det_conf": 0.99, "sample_frames": 0, "face": False}}))
@@ -425,7 +434,8 @@ def test_figures_that_cannot_be_computed_are_written_as_null(data, tmp_path, pos
                                                        "pose_distance_uncovered", "pose_distance_head",
                                                        "pose_distance_torso", "pose_distance_arms",
                                                        "pose_distance_legs"}
-    for d in (ev, tr):
+    assert set(tr["far_parts"]) == {"head", "torso", "arms", "legs"}
+    for d in (ev, {k: v for k, v in tr.items() if k != "far_parts"}, tr["far_parts"]):
         assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in d.values() if v is not None)
     assert ev["no_person_rate"] == 1.0 and ev["baseline_no_person_rate"] == 1.0 and ev["face_frames"] == 0
     assert tr["detection_rate"] == 0.0 and tr["person_frames"] == N
