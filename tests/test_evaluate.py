@@ -405,11 +405,10 @@ def test_figures_that_cannot_be_computed_are_written_as_null(data, tmp_path, pos
     """No person found anywhere (a detection score of 0.99 is out of reach for these tiny frames)
     and no face box in the held-out frames: the pose and face figures are null, present, and
     the files are strict JSON; every other figure is a finite number."""
-    from stages.evaluate import main as holdout_main
-    from stages.evaluate_transfer import main as transfer_main
-
     from dancepipe.advice.coverage import Repertoire, measure_coverage, write_coverage
     from dancepipe.pose.keypoints import columns_to_keypoints, read_index
+    from stages.evaluate import main as holdout_main
+    from stages.evaluate_transfer import main as transfer_main
 
     labels = tmp_path / "labels"
     shutil.copytree(data["labels"], labels)
