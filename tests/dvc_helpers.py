@@ -36,7 +36,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 # Produced by the pipeline (or local tooling), never part of a project copy.
-EXCLUDED_TOPS = {"data", "models", "outputs", "metrics", "dvclive", ".venv", ".dvc/cache", ".dvc/tmp"}
+# dvc.lock is the workspace's record of its own runs (after `make demo`): a project copy starts without one.
+EXCLUDED_TOPS = {"data", "models", "outputs", "metrics", "dvclive", ".venv", ".dvc/cache", ".dvc/tmp", "dvc.lock"}
 KEEP = {"data/.gitignore"}
 
 # The catalog of the test projects: one target and two dances, both from one video, so
