@@ -343,10 +343,9 @@ def run_check(work: Path, target: Path, source: Path, params_file: Path) -> Run:
     profile, norm = work / "profile.json", work / "norm.json"
     stage("profile", "target_profile", "--poses", str(target / "poses.parquet"), "--out", str(profile),
           params_option=False)
-    stage("normfit", "normfit", "--target", str(target / "poses.parquet"), "--source", str(source / "poses.parquet"),
-          "--out", str(norm))
     transfer = work / "labels" / "transfer"
-    stage("labels_transfer", "labels", "--kind", "transfer", "--poses", str(src_poses), "--frames", str(frames),
+    stage("labels_transfer", "labels", "--kind", "transfer", "--poses", str(src_poses),
+          "--target-poses", str(target / "poses.parquet"), "--frames", str(frames),
           "--norm", str(norm), "--profile", str(profile), "--out", str(transfer))
 
     models = work / "models"

@@ -1,7 +1,10 @@
 """labels_train@<target> and labels_transfer@<target>-<source>: draw stick-figure label images.
 
 ``--kind train`` draws the target's own poses, ``--kind transfer`` the source's poses
-normalised into the target's space.
+normalised into the target's space. A transfer first fits that normalisation (normfit: both
+subjects' ankle ranges and heights, and the mapping between them) and writes it beside the
+labels: the two always run together, and one stage per pair instead of two keeps a big
+catalog's ``dvc repro`` fast (docs/dvc.md).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from pathlib import Path
 import click
 
 from dancepipe.cli import PARAMS_OPTION, progress, stage_command
+from dancepipe.config import load_config
 from dancepipe.transfer.labels import CoverageOf, load_labels_config, run_labels
+from dancepipe.transfer.normalize import run_normfit
 
 
 @click.command()
@@ -21,8 +26,14 @@ from dancepipe.transfer.labels import CoverageOf, load_labels_config, run_labels
               help="keypoint table to draw (target for train, source for transfer).")
 @click.option("--frames", "frames_dir", type=click.Path(file_okay=False), required=True,
               help="target frames directory (its transform.json sets the label size and crop).")
+@click.option("--target-poses", type=click.Path(dir_okay=False), default=None,
+              help="with --kind transfer (required): the target's keypoint table, which the normalisation is "
+                   "fitted to (e.g. data/subjects/dancer/poses.parquet).")
 @click.option("--norm", type=click.Path(dir_okay=False), default=None,
-              help="normfit stats.json; required for --kind transfer, not accepted for train.")
+              help="with --kind transfer (required): where to write the fitted normalisation (normfit stats, "
+                   "JSON), which the labels are then drawn with.")
+@click.option("--norm-plot", type=click.Path(dir_okay=False), default=None,
+              help="with --kind transfer: where to write the normalisation's check plot (PNG); omitted: no plot.")
 @click.option("--profile", type=click.Path(dir_okay=False), default=None,
               help="the target's profile (profile stage); required for --kind transfer, not accepted for train.")
 @click.option("--target-labels", type=click.Path(file_okay=False), default=None,
@@ -34,13 +45,16 @@ from dancepipe.transfer.labels import CoverageOf, load_labels_config, run_labels
               help="output directory (e.g. data/labels/dancer/train or data/labels/dancer/transfer/walker).")
 @PARAMS_OPTION
 @stage_command
-def main(kind: str, poses: str, frames_dir: str, norm: str | None, profile: str | None, target_labels: str | None,
-         holdout_fraction: float | None, out: str, params_path: str) -> None:
-    """Write one label PNG per pose-table row, an index table and a contact sheet."""
-    if kind == "transfer" and (norm is None or profile is None):
-        raise click.UsageError("--norm and --profile are required with --kind transfer")
-    if kind == "train" and (norm is not None or profile is not None or target_labels is not None):
-        raise click.UsageError("--norm, --profile and --target-labels are only used with --kind transfer")
+def main(kind: str, poses: str, frames_dir: str, target_poses: str | None, norm: str | None, norm_plot: str | None,
+         profile: str | None, target_labels: str | None, holdout_fraction: float | None, out: str,
+         params_path: str) -> None:
+    """Write one label PNG per pose-table row, an index table and a contact sheet (transfer: after the normfit)."""
+    if kind == "transfer" and (target_poses is None or norm is None or profile is None):
+        raise click.UsageError("--target-poses, --norm and --profile are required with --kind transfer")
+    transfer_only = (target_poses, norm, norm_plot, profile, target_labels)
+    if kind == "train" and any(v is not None for v in transfer_only):
+        raise click.UsageError("--target-poses, --norm, --norm-plot, --profile and --target-labels are only used "
+                               "with --kind transfer")
     if (target_labels is None) != (holdout_fraction is None):
         raise click.UsageError("--target-labels and --holdout-fraction go together")
     coverage_of = None
@@ -48,9 +62,30 @@ def main(kind: str, poses: str, frames_dir: str, norm: str | None, profile: str 
         # the layout data/labels/<target>/train and .../transfer/<dance> names both for the warning
         coverage_of = CoverageOf(target_labels, holdout_fraction, Path(target_labels).parent.name, Path(out).name)
     cfg = load_labels_config(kind, params_path)
-    with progress(None, f"labels {kind}") as advance:
-        r = run_labels(kind, poses, frames_dir, out, cfg, norm=norm, profile=profile, progress=advance,
-                       coverage_of=coverage_of)
+    fit_lines: list[str] = []
+    if kind == "transfer" and target_poses is not None and norm is not None:
+        normfit_cfg = load_config("normfit", params_path)  # both sections checked before any work
+        with progress(2, "normfit", unit="step") as advance:
+            fitted = run_normfit(target_poses, poses, norm, norm_plot, normfit_cfg, progress=advance)
+        m = fitted["mapping"]
+        fit_lines.append(
+            f"normfit: {m['mode']} mapping, scale {m['scale_far']:.3f} (far) .. {m['scale_close']:.3f} (close); "
+            f"usable frames target {fitted['target']['usable']}/{fitted['target']['frames']}, "
+            f"source {fitted['source']['usable']}/{fitted['source']['frames']}"
+        )
+        fit_lines += [f"normfit: note: {note}" for note in fitted["notes"]]
+    try:
+        with progress(None, f"labels {kind}") as advance:
+            r = run_labels(kind, poses, frames_dir, out, cfg, norm=norm, profile=profile, progress=advance,
+                           coverage_of=coverage_of)
+    except BaseException:
+        if fit_lines:  # a failed stage leaves no output, the fitted normalisation included
+            for path in (norm, norm_plot):
+                if path is not None:
+                    Path(path).unlink(missing_ok=True)
+        raise
+    for line in fit_lines:
+        click.echo(line)
     click.echo(f"labels {kind}: {r['frames']} labels ({r['drawn']} with a person) at {r['width']}x{r['height']}")
     if r.get("mirrored_frames"):
         click.echo(f"facing: {r['mirrored_frames']} source frames faced away from the way the target faces; "

@@ -113,10 +113,11 @@ def test_the_labels_stage_measures_coverage_against_the_targets_training_split(
     from stages.labels import main
 
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"labels": {"draw": {"workers": 1}}}))
+    params.write_text(yaml.safe_dump({"labels": {"draw": {"workers": 1}}, "normfit": {}}))
     out = tmp_path / "dancer" / "transfer" / "walker"
     args = ["--kind", "transfer", "--poses", str(demo_poses["source"]), "--frames", str(demo_frames["target"]),
-            "--norm", str(demo_norm), "--profile", str(demo_norm.with_name("profile.json")), "--params", str(params)]
+            "--target-poses", str(demo_poses["target"]), "--norm", str(tmp_path / "norm.json"),
+            "--profile", str(demo_norm.with_name("profile.json")), "--params", str(params)]
     res = CliRunner().invoke(main, [*args, "--target-labels", str(demo_labels["train"]), "--holdout-fraction", "0.25",
                                     "--out", str(out)])
     assert res.exit_code == 0, res.output

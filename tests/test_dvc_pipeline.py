@@ -47,7 +47,7 @@ def stages_of(catalog: dict[str, Any]) -> set[str]:
         *(f"subject@{s}" for s in subjects),
         *(f"{st}@{t}" for st in ("frames", "profile", "footage", "labels_train", "train", "train_face", "evaluate")
           for t in targets),
-        *(f"{st}@{p}" for st in ("normfit", "labels_transfer", "render", "evaluate_transfer") for p in pairs),
+        *(f"{st}@{p}" for st in ("labels_transfer", "render", "evaluate_transfer") for p in pairs),
         "report",
         "code",  # hashes the code once: one manifest per stage command (tools/dvc_deps.py)
     }
@@ -72,9 +72,9 @@ def expected_edges(catalog: dict[str, Any]) -> set[tuple[str, str]]:
                   (f"subject@{t}", f"footage@{t}"), (f"footage@{t}", "report")}
         for s in catalog["sources"]:
             p = f"{t}-{s}"
-            edges |= {(f"subject@{t}", f"normfit@{p}"), (f"subject@{s}", f"normfit@{p}"),
+            edges |= {(f"subject@{t}", f"labels_transfer@{p}"),  # the normfit: fitted to her keypoints
                       (f"subject@{s}", f"labels_transfer@{p}"), (f"frames@{t}", f"labels_transfer@{p}"),
-                      (f"normfit@{p}", f"labels_transfer@{p}"), (f"profile@{t}", f"labels_transfer@{p}"),
+                      (f"profile@{t}", f"labels_transfer@{p}"),
                       (f"train@{t}", f"render@{p}"), (f"train_face@{t}", f"render@{p}"),
                       (f"labels_transfer@{p}", f"render@{p}"), (f"subject@{s}", f"render@{p}"),
                       (f"labels_transfer@{p}", f"evaluate_transfer@{p}"), (f"render@{p}", f"evaluate_transfer@{p}"),
@@ -239,7 +239,7 @@ PARAM_CASES = {
     "held-out only evaluate param": ({"evaluate.face": False}, {f"evaluate@{T}", "report"}),
     "one dancer's choice": (  # the jumper's entry now follows the woman in front: another dance
         {"subjects.jumper.person": "auto"},
-        {"subject@jumper", "report", *(f"{st}@{T}-jumper" for st in ("normfit", "labels_transfer", "render",
+        {"subject@jumper", "report", *(f"{st}@{T}-jumper" for st in ("labels_transfer", "render",
                                                                       "evaluate_transfer"))},
     ),
 }
@@ -465,7 +465,7 @@ def test_adding_a_dance_runs_only_its_own_stages(project: Path, tmp_path: Path) 
     before = file_digests([p for p, cached in tracked_outputs(work) if cached], work)
     result = repro(work)
     new = {"ingest@encore", "poses@encore", "subject@encore", "report",
-           *(f"{st}@{T}-encore" for st in ("normfit", "labels_transfer", "render", "evaluate_transfer"))}
+           *(f"{st}@{T}-encore" for st in ("labels_transfer", "render", "evaluate_transfer"))}
     assert result.ran == new, f"ran {sorted(result.ran)}"
     assert result.skipped == ALL_STAGES - {"report"}
     clean, out = status_clean(work)
@@ -486,7 +486,7 @@ def test_adding_a_dancer_trains_only_them_and_removing_a_dance_keeps_the_rest(pr
     new = {*(f"{st}@walker" for st in ("frames", "profile", "footage", "labels_train", "train", "train_face",
                                        "evaluate")),
            "report",
-           *(f"{st}@walker-{s}" for st in ("normfit", "labels_transfer", "render", "evaluate_transfer")
+           *(f"{st}@walker-{s}" for st in ("labels_transfer", "render", "evaluate_transfer")
              for s in cat["sources"])}
     assert result.ran == new, f"ran {sorted(result.ran)}"
     assert not {r for r in result.ran if r.endswith(f"@{T}") or f"@{T}-" in r}
@@ -520,7 +520,7 @@ def check_prune_lock_drops_the_removed_dance(work: Path, cat: dict[str, Any]) ->
     import subprocess
     import sys
 
-    gone = {f"{st}@{t}-jumper" for st in ("normfit", "labels_transfer", "render", "evaluate_transfer")
+    gone = {f"{st}@{t}-jumper" for st in ("labels_transfer", "render", "evaluate_transfer")
             for t in cat["targets"]}
     before = _locked(work)
     assert gone <= set(before)  # dvc repro did not remove them (DVC 3)

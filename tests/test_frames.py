@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -73,9 +74,12 @@ def test_writes_one_jpeg_per_row_with_index_and_transform(clip, tmp_path):
     )
     schema = pq.read_schema(out / "index.parquet")
     assert [(f.name, str(f.type)) for f in schema] == [
-        ("frame", "int64"), ("file", "string"), ("timestamp", "double"), ("person_found", "bool")
+        ("frame", "int64"), ("file", "string"), ("timestamp", "double"), ("person_found", "bool"),
+        ("sha256", "string"),
     ]
     index, t = load_frames_dir(out)
+    # each JPEG's sha256, so that the index changes whenever a frame does (dvc.yaml's deps name only it)
+    assert index["sha256"].tolist() == [hashlib.sha256((out / f).read_bytes()).hexdigest() for f in index["file"]]
     assert t == result.transform and t == CropTransform.from_dict(json.loads((out / "transform.json").read_text()))
     assert index["frame"].tolist() == list(range(N)) and index["person_found"].all()
     np.testing.assert_allclose(index["timestamp"], np.arange(N) / 10.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from dancepipe.errors import DancepipeError
 from dancepipe.pose.keypoints import KEYPOINT_COLUMNS, columns_to_keypoints, read_table
 from dancepipe.pose.skeleton import DrawStyle
 from dancepipe.transfer.labels import LabelsConfig, run_labels, write_label_images
-from dancepipe.transfer.normalize import NormfitConfig, run_normfit
+from dancepipe.transfer.normalize import NormfitConfig, load_mapping, run_normfit
 from dancepipe.transfer.profile import run_profile
 from dancepipe.video.crop import CropTransform
 from tests.fixtures.labels import depth_walk, write_frames_dir, write_pose_table
@@ -125,11 +126,15 @@ def test_parallel_and_serial_writing_give_identical_files(synth, tmp_path):
     kps = columns_to_keypoints(index)[:12] / 15.0
     style = DrawStyle.for_height(96, 0.02, 0.012)
     files = [f"{i:06d}.png" for i in range(12)]
+    digests = {}
     for name, workers in (("serial", 1), ("parallel", 3)):
         (tmp_path / name).mkdir()
-        write_label_images(kps, files, tmp_path / name, 64, 96, style, workers, min_pixels_parallel=0)
+        digests[name] = write_label_images(kps, files, tmp_path / name, 64, 96, style, workers, min_pixels_parallel=0)
     for f in files:
         assert (tmp_path / "serial" / f).read_bytes() == (tmp_path / "parallel" / f).read_bytes()
+    # the digests the index records, in row order
+    want = [hashlib.sha256((tmp_path / "serial" / f).read_bytes()).hexdigest() for f in files]
+    assert digests["serial"] == digests["parallel"] == want and len(set(want)) > 6
 
 
 def test_mismatched_frames_dir_is_rejected(synth, tmp_path):
@@ -184,10 +189,19 @@ def test_labels_stage_both_kinds(synth, tmp_path, repo_root):
                   "--out", str(tmp_path / "train"), params=params)
     assert res.exit_code == 0, res.output
     assert "labels train: 40 labels (39 with a person) at 64x96" in res.output
-    res = _invoke("--kind", "transfer", "--poses", str(synth["source"]), "--frames", str(synth["frames"]),
-                  "--norm", str(synth["norm"]), "--profile", str(synth["profile"]), "--out", str(tmp_path / "transfer"), params=params)
+    norm = tmp_path / "norm" / "stats.json"
+    res = _invoke("--kind", "transfer", "--poses", str(synth["source"]), "--target-poses", str(synth["target"]),
+                  "--frames", str(synth["frames"]), "--norm", str(norm), "--profile", str(synth["profile"]),
+                  "--out", str(tmp_path / "transfer"), params=params)
     assert res.exit_code == 0, res.output
     assert len(_label_files(tmp_path / "transfer")) == 50
+    for kind in ("train", "transfer"):  # each index records its PNGs' sha256 (dvc.yaml's deps name only it)
+        index, _ = read_table(tmp_path / kind / "index.parquet")
+        assert index["sha256"].tolist() == [hashlib.sha256((tmp_path / kind / f).read_bytes()).hexdigest()
+                                            for f in index["file"]]
+    # the transfer fits the pair's normalisation first, as the normfit of the fixture did
+    assert 0 <= res.output.find("normfit: interpolate mapping, scale") < res.output.find("labels transfer: 50 labels")
+    assert load_mapping(norm) == load_mapping(synth["norm"])
     # the PNGs show the skeletons: each body joint's dot in its colour where the keypoint is
     from tests.label_checks import assert_joints_drawn
 
@@ -205,6 +219,13 @@ def test_labels_stage_both_kinds(synth, tmp_path, repo_root):
         assert_joints_drawn(label, transfer_kps[i], min_joints=12)
 
 
+def _with(params: Path, old: str, new: str, path: Path) -> Path:
+    text = params.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    return path
+
+
 def test_labels_stage_bad_inputs(synth, tmp_path, repo_root):
     params = repo_root / "params.yaml"
     out = tmp_path / "out"
@@ -214,16 +235,23 @@ def test_labels_stage_bad_inputs(synth, tmp_path, repo_root):
     assert res.output.count("\n") == 1
     res = _invoke("--kind", "transfer", "--poses", str(synth["source"]), "--frames", str(synth["frames"]),
                   "--out", str(out), params=params)
-    assert res.exit_code == 2 and "--norm and --profile are required with --kind transfer" in res.output
-    res = _invoke("--kind", "transfer", "--poses", str(synth["source"]), "--frames", str(synth["frames"]),
-                  "--norm", str(synth["target"]), "--profile", str(synth["profile"]), "--out", str(out), params=params)
-    assert res.exit_code == 1 and "t.parquet: normalisation stats are not valid JSON" in res.output
+    assert res.exit_code == 2 and "--target-poses, --norm and --profile are required with --kind transfer" in res.output
+    res = _invoke("--kind", "train", "--poses", str(synth["target"]), "--frames", str(synth["frames"]),
+                  "--norm", str(tmp_path / "n.json"), "--out", str(out), params=params)
+    assert res.exit_code == 2 and "are only used with --kind transfer" in res.output
+    norm = tmp_path / "norm.json"
+    transfer = ("--kind", "transfer", "--poses", str(synth["source"]), "--target-poses", str(synth["target"]),
+                "--frames", str(synth["frames"]), "--norm", str(norm), "--profile", str(synth["profile"]),
+                "--out", str(out))
     bad = tmp_path / "params.yaml"
     bad.write_text(params.read_text().replace("smoothing: savgol", "smoothing: gaussian"))
-    res = _invoke("--kind", "transfer", "--poses", str(synth["source"]), "--frames", str(synth["frames"]),
-                  "--norm", str(synth["norm"]), "--profile", str(synth["profile"]), "--out", str(out), params=bad)
+    res = _invoke(*transfer, params=bad)
     assert res.exit_code == 1 and "labels.transfer.smoothing" in res.output and "'savgol'" in res.output
-    assert not out.exists()
+    assert not out.exists() and not norm.exists()
+    # the normfit's params are checked before any work too
+    res = _invoke(*transfer, params=_with(params, "  band: 0.15", "  bandwidth: 0.15", tmp_path / "nf.yaml"))
+    assert res.exit_code == 1 and "normfit.bandwidth" in res.output and res.output.count("\n") == 1
+    assert not out.exists() and not norm.exists()
     # labels_train reads labels.draw and labels.train only (what dvc.yaml lists for it)
     res = _invoke("--kind", "train", "--poses", str(synth["target"]), "--frames", str(synth["frames"]),
                   "--out", str(out), params=bad)

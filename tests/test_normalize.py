@@ -1,4 +1,4 @@
-"""Global pose normalisation: fitting, the mapping's properties, the normfit stage."""
+"""Global pose normalisation: fitting, the mapping's properties, the normfit the transfer labels stage runs."""
 
 from __future__ import annotations
 
@@ -204,14 +204,12 @@ def tables(tmp_path: Path) -> dict[str, Path]:
     }
 
 
-def test_normfit_stage_writes_stats_and_plot(tmp_path, tables, repo_root):
-    from stages.normfit import main
+def test_normfit_writes_stats_and_plot(tmp_path, tables):
+    from dancepipe.transfer.normalize import run_normfit
 
     out, plot = tmp_path / "norm" / "stats.json", tmp_path / "norm" / "normfit.png"
-    res = CliRunner().invoke(main, ["--target", str(tables["target"]), "--source", str(tables["source"]),
-                                    "--out", str(out), "--plot", str(plot), "--params", str(repo_root / "params.yaml")])
-    assert res.exit_code == 0, res.output
-    assert "interpolate mapping" in res.output
+    result = run_normfit(tables["target"], tables["source"], out, plot, CFG)
+    assert result["mapping"]["mode"] == "interpolate"
     stats = json.loads(out.read_text())
     assert stats["target"]["usable"] == 60 and not stats["source"]["degenerate"]
     assert load_mapping(out).scale_far == pytest.approx(stats["mapping"]["scale_far"])
@@ -233,19 +231,25 @@ def test_normfit_stage_writes_stats_and_plot(tmp_path, tables, repo_root):
     assert sorted(p.name for p in out.parent.iterdir()) == ["normfit.png", "stats.json"]
 
 
-def test_normfit_stage_bad_input_is_one_sentence_and_writes_nothing(tmp_path, tables, repo_root):
-    from stages.normfit import main
+def test_normfit_bad_input_is_one_sentence_and_writes_nothing(tmp_path, tables, repo_root):
+    """The transfer labels stage fits the normalisation first: a source it cannot fit stops it there."""
+    from stages.labels import main
 
     empty = depth_walk(20, 400, 900, 300, 650)
     empty[:, :5] = np.nan  # no head anywhere
     bad = write_pose_table(tmp_path / "nohead.parquet", empty, 1000, 1000)
-    out = tmp_path / "norm" / "stats.json"
-    res = CliRunner().invoke(main, ["--target", str(tables["target"]), "--source", str(bad), "--out", str(out),
-                                    "--params", str(repo_root / "params.yaml")])
+    out, labels = tmp_path / "norm" / "stats.json", tmp_path / "labels"
+
+    def transfer(target: Path, source: Path):
+        return CliRunner().invoke(main, ["--kind", "transfer", "--poses", str(source), "--target-poses", str(target),
+                                         "--norm", str(out), "--frames", str(tmp_path / "frames"),
+                                         "--profile", str(tmp_path / "profile.json"), "--out", str(labels),
+                                         "--params", str(repo_root / "params.yaml")])
+
+    res = transfer(tables["target"], bad)
     assert res.exit_code == 1
     assert "nohead.parquet: only 0 of 20 frames have a head and both ankles visible" in res.output
-    assert res.output.count("\n") == 1 and not out.exists()
+    assert res.output.count("\n") == 1 and not out.exists() and not labels.exists()
 
-    res = CliRunner().invoke(main, ["--target", str(tmp_path / "missing.parquet"), "--source", str(bad),
-                                    "--out", str(out), "--params", str(repo_root / "params.yaml")])
+    res = transfer(tmp_path / "missing.parquet", bad)
     assert res.exit_code == 1 and "missing.parquet: table does not exist" in res.output

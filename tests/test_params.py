@@ -247,9 +247,10 @@ def snapshot(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if not (set(p.relative_to(root).parts) & skip)}
 
 
-# The params section each stage group reads (None: only the catalog, checked by a typo in a subject).
+# The params section checked for each stage group (None: only the catalog, checked by a typo in a
+# subject); labels_transfer reads labels too, which labels_train checks.
 STAGE_SECTION = {"ingest": None, "poses": "poses", "subject": "tracking", "frames": "frames",
-                 "labels_train": "labels", "labels_transfer": "labels", "normfit": "normfit", "train": "train",
+                 "labels_train": "labels", "labels_transfer": "normfit", "train": "train",
                  "train_face": "train_face", "render": "render", "evaluate": "evaluate",
                  "evaluate_transfer": "evaluate", "report": None, "footage": None}
 # Stages that read no params at all (dvc.yaml lists none for them, checked below); the code stage

@@ -289,9 +289,12 @@ def test_a_target_without_knees_cannot_be_retargeted(tmp_path, repo_root):
     params = tmp_path / "params.yaml"
     assert "retarget: bones" in (repo_root / "params.yaml").read_text()  # the shipped default
     params.write_text((repo_root / "params.yaml").read_text())
-    res = CliRunner().invoke(main, ["--kind", "transfer", "--poses", str(p["source"]), "--frames", str(p["frames"]),
-                                    "--norm", str(p["norm"]), "--profile", str(p["profile"]), "--out", str(tmp_path / "o2"), "--params", str(params)])
+    res = CliRunner().invoke(main, ["--kind", "transfer", "--poses", str(p["source"]), "--target-poses", str(p["target"]),
+                                    "--frames", str(p["frames"]), "--norm", str(tmp_path / "norm2.json"),
+                                    "--profile", str(p["profile"]), "--out", str(tmp_path / "o2"), "--params", str(params)])
     assert res.exit_code == 1 and "thigh (hip→knee)" in res.output and res.output.count("\n") == 1, res.output
+    # the normfit it ran first is removed with the rest: a failed stage leaves no output
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "norm2.json").exists()
 
 
 def test_a_target_showing_its_ears_in_few_frames_keeps_the_sources_ears(tmp_path, caplog):

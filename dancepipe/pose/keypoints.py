@@ -10,6 +10,7 @@ Parquet schema metadata key ``dancepipe``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,17 @@ def read_keypoints(path: str | Path) -> np.ndarray:
         return columns_to_keypoints(df).astype(np.float64)
     except KeyError as e:
         raise DancepipeError(f"{path}: not a keypoint table (missing keypoint columns)") from e
+
+
+# The column of a frames or labels index holding each listed file's sha256. With it the index
+# changes whenever any of its files does, so a stage that reads the files can list just the
+# index as its dvc.yaml dep: DVC then hashes one small file instead of walking thousands.
+DIGEST_COLUMN = "sha256"
+
+
+def file_digest(data: bytes) -> str:
+    """The :data:`DIGEST_COLUMN` entry of a file with these bytes."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def read_index(directory: str | Path, what: str, check_files: bool = True) -> pd.DataFrame:

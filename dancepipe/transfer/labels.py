@@ -25,13 +25,16 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import Field
 
+from dancepipe.advice.coverage import FILE as COVERAGE_FILE
 from dancepipe.advice.coverage import measure_coverage, target_repertoire, write_coverage
 from dancepipe.atomic import atomic_path
 from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
 from dancepipe.pose.keypoints import (
+    DIGEST_COLUMN,
     KEYPOINT_COLUMNS,
     columns_to_keypoints,
+    file_digest,
     keypoints_to_columns,
     read_table,
     write_table,
@@ -122,6 +125,7 @@ INDEX_SCHEMA = pa.schema(
         pa.field("face_y0", pa.int32()),
         pa.field("face_size", pa.int32()),
         pa.field("face_ok", pa.bool_()),
+        pa.field(DIGEST_COLUMN, pa.string()),
     ]
 )
 
@@ -158,8 +162,8 @@ def write_label_images(
     kps: np.ndarray, files: list[str], out_dir: Path, width: int, height: int, style: DrawStyle,
     workers: int = 1, progress: Callable[[int], None] | None = None,
     min_pixels_parallel: int = PARALLEL_MIN_PIXELS,
-) -> None:
-    """Draw and write one PNG per row of (N, 17, 3) label-pixel keypoints.
+) -> list[str]:
+    """Draw and write one PNG per row of (N, 17, 3) label-pixel keypoints; their digests, in row order.
 
     With ``workers > 1`` frames are drawn and encoded on a thread pool (OpenCV releases
     the GIL while drawing and compressing); the output is identical either way. Labels
@@ -170,23 +174,32 @@ def write_label_images(
     if width * height < min_pixels_parallel:
         workers = 1
 
-    def one(i: int) -> None:
+    def one(i: int) -> str:
         img = draw_skeleton(kps[i], width, height, style)
         path = out_dir / files[i]
-        if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
-            raise DancepipeError(f"{path}: could not write the label image")
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise DancepipeError(f"{path}: could not encode the label image")
+        data = buf.tobytes()
+        try:
+            path.write_bytes(data)
+        except OSError as e:
+            raise DancepipeError(f"{path}: could not write the label image ({e.strerror})") from e
+        return file_digest(data)
 
+    digests: list[str] = []
     if workers <= 1:
         for i in range(len(kps)):
-            one(i)
+            digests.append(one(i))
             if progress:
                 progress(1)
-        return
+        return digests
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for fut in [pool.submit(one, i) for i in range(len(kps))]:
-            fut.result()
+            digests.append(fut.result())
             if progress:
                 progress(1)
+    return digests
 
 
 def _read_frame(path: Path, width: int, height: int) -> np.ndarray:
@@ -361,14 +374,17 @@ def run_labels(
             if warning:
                 log.warning("%s", warning)
     with atomic_path(out, directory=True) as tmp:
+        extra: dict[str, Any] = {}
         if coverage is not None:
             write_coverage(tmp, coverage)
-        write_label_images(label_kps, files, tmp, w, h, style, cfg.draw.workers, progress)
+            # the index stands for every file a later stage reads (dvc.yaml names only it)
+            extra["coverage_sha256"] = file_digest((tmp / COVERAGE_FILE).read_bytes())
+        index[DIGEST_COLUMN] = write_label_images(label_kps, files, tmp, w, h, style, cfg.draw.workers, progress)
         write_table(index, tmp / "index.parquet", {
             "kind": kind, "width": w, "height": h, "poses": str(poses), "frames": str(frames_dir),
             "norm": None if norm is None else str(norm),
             **({"profile": str(profile)} if kind == "transfer" else {}), "draw": cfg.draw.model_dump(),
-            kind: sub_cfg.model_dump(), **transfer_info,
+            kind: sub_cfg.model_dump(), **transfer_info, **extra,
         }, schema=INDEX_SCHEMA)
         _write_contact_sheet(tmp, kind, sub_cfg.contact_sheet_frames, found, frames, files, Path(frames_dir),
                              frame_index, w, h)

@@ -33,7 +33,7 @@ from pydantic import Field
 from dancepipe.atomic import atomic_path
 from dancepipe.config import StageConfig
 from dancepipe.errors import DancepipeError
-from dancepipe.pose.keypoints import read_table, write_table
+from dancepipe.pose.keypoints import DIGEST_COLUMN, file_digest, read_table, write_table
 from dancepipe.video.crop import TRANSFORM_NAME, CropTransform, fit_crop, full_frame_transform
 from dancepipe.video.decode import DecodeReport, PlanarFrame, iter_planes
 
@@ -46,6 +46,7 @@ INDEX_SCHEMA = pa.schema(
         pa.field("file", pa.string()),
         pa.field("timestamp", pa.float64()),
         pa.field("person_found", pa.bool_()),
+        pa.field(DIGEST_COLUMN, pa.string()),
     ]
 )
 _POSE_COLUMNS = ("frame", "timestamp", "person_found", "box_x0", "box_y0", "box_x1", "box_y1")
@@ -198,11 +199,14 @@ def _transform_for(
     return plan_transform(df, width, height, cfg)
 
 
-def _write_jpeg(frame: PlanarFrame, t: CropTransform, path: Path, quality: int) -> None:
+def _write_jpeg(frame: PlanarFrame, t: CropTransform, path: Path, quality: int) -> str:
+    """Write one frame's JPEG; its digest for the index."""
     ok, buf = cv2.imencode(".jpg", render_planes(frame, t), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise DancepipeError(f"{path}: JPEG encoding failed")
-    path.write_bytes(buf.tobytes())
+    data = buf.tobytes()
+    path.write_bytes(data)
+    return file_digest(data)
 
 
 def extract_frames(
@@ -229,13 +233,14 @@ def extract_frames(
     files = [frame_file(int(i)) for i in expected]
     report = DecodeReport()
     with atomic_path(out_dir, directory=True) as tmp:
-        t = _write_jpegs(video, df, meta, name, tmp, files, cfg, report, progress)
+        t, digests = _write_jpegs(video, df, meta, name, tmp, files, cfg, report, progress)
         index = pd.DataFrame(
             {
                 "frame": expected,
                 "file": files,
                 "timestamp": df["timestamp"].to_numpy(dtype=np.float64),
                 "person_found": df["person_found"].to_numpy(dtype=bool),
+                DIGEST_COLUMN: digests,
             }
         )
         write_table(
@@ -257,20 +262,21 @@ def extract_frames(
 def _write_jpegs(
     video: str | Path, df: pd.DataFrame, meta: dict[str, Any], name: str, out: Path, files: list[str],
     cfg: FramesConfig, report: DecodeReport, progress: Callable[[int], None] | None,
-) -> CropTransform:
-    """Decode ``video`` and write one JPEG per pose-table row into ``out``; return the crop used.
+) -> tuple[CropTransform, list[str]]:
+    """Decode ``video`` and write one JPEG per pose-table row into ``out``; the crop used and the JPEGs' digests.
 
     The main thread decodes; a pool of ``cfg.workers`` threads crops, resizes, encodes
     and writes. At most ``2 * workers + 2`` frames are queued, which bounds memory.
     """
     expected = df["frame"].to_numpy(dtype=np.int64)
-    pending: deque[Future[None]] = deque()
+    pending: deque[Future[str]] = deque()
+    digests: list[str] = []  # in row order: futures are drained in the order they were submitted
     max_pending = 2 * cfg.workers + 2
     t: CropTransform | None = None
 
     def drain(keep: int) -> None:
         while len(pending) > keep:
-            pending.popleft().result()
+            digests.append(pending.popleft().result())
             if progress is not None:
                 progress(1)
 
@@ -303,4 +309,4 @@ def _write_jpegs(
             f"{video}: decodes to {count} frames but {name} has {len(expected)} rows; "
             "the pose table does not match the video"
         )
-    return t
+    return t, digests
