@@ -16,7 +16,9 @@ machine the wall time also holds waiting for a core):
   size, no-op ``dvc repro`` and ``dvc status`` (goal < 10 s at 5x20), the growth per added dance,
   a least-squares cost per stage, one pair / one target's dances of the largest catalog, and
   the largest one-target catalog shrunk to the smallest (its removed dances' entries stay in
-  dvc.lock) before and after ``make prune-lock``. ``--baseline-tree`` measures another
+  dvc.lock) before and after ``make prune-lock``; then one catalog (``--real-dirs``, default
+  1x10x2000) whose output directories hold as many files as a real target's frames and labels
+  (DVC walks a directory for each stage that names it). ``--baseline-tree`` measures another
   checkout in the same run (``--baseline-pure-yaml``: without ruamel.yaml's C parser);
 * files: two stages of ``--files`` (20,000) small JPEG/PNG files each: first and no-op
   ``dvc repro`` / ``dvc status`` (goal < 10 s), also with other cache settings;
@@ -159,12 +161,22 @@ def set_synthetic_catalog(project: Path, targets: int, dances: int) -> None:
                 subjects={n: {"video": n, "person": "auto"} for n in ts + ds}, targets=ts, sources=ds)
 
 
-def fabricate_outputs(project: Path, files_per_dir: int) -> int:
+# Output directories that hold one file per video frame (the rest hold a few files each).
+FRAME_DIRS = ("data/frames", "data/labels")
+
+
+def fabricate_outputs(project: Path, files_per_dir: int, frame_files: int | None = None) -> int:
     """Write a tiny stand-in for every output the pipeline declares; how many files were written.
 
     A path with a suffix is a file (``{}`` for JSON, its own name otherwise); one without is a
-    directory of ``files_per_dir`` small files, as frames, labels and checkpoints are.
+    directory of ``files_per_dir`` small files (``frame_files`` for the frames and labels
+    directories under :data:`FRAME_DIRS`, when given), plus the files in it that other stages
+    list as deps (a directory's ``index.parquet``).
     """
+    from dvc.repo import Repo
+
+    with Repo(str(project)) as repo:
+        dep_files = {Path(d.fs_path) for s in repo.index.stages for d in s.deps}
     written = 0
     for path, _cached in tracked_outputs(project):
         if path.exists():
@@ -175,9 +187,15 @@ def fabricate_outputs(project: Path, files_per_dir: int) -> int:
             written += 1
         else:
             path.mkdir(parents=True)
-            for i in range(files_per_dir):
+            per_frame = str(path.relative_to(project)).startswith(FRAME_DIRS)
+            n = frame_files if frame_files is not None and per_frame else files_per_dir
+            for i in range(n):
                 (path / f"{i:06d}.txt").write_text(f"{path.name} {i}\n", encoding="utf-8")
-            written += files_per_dir
+            inside = [d for d in dep_files if path in d.parents]
+            for d in inside:
+                d.parent.mkdir(parents=True, exist_ok=True)
+                d.write_text(f"{d.relative_to(path)}\n", encoding="utf-8")
+            written += n + len(inside)
     return written
 
 
@@ -191,20 +209,21 @@ def add_inputs(project: Path, targets: int, dances: int) -> None:
         dvc(project, "add", "-q", *(f"inputs/{n}.mp4" for n in new))
 
 
-def accept_outputs(project: Path, files_per_dir: int) -> None:
+def accept_outputs(project: Path, files_per_dir: int, frame_files: int | None = None) -> None:
     """Fabricate the missing outputs and record them in dvc.lock as a real run would (``dvc commit -f``)."""
-    fabricate_outputs(project, files_per_dir)
+    fabricate_outputs(project, files_per_dir, frame_files)
     dvc(project, "commit", "-f", "-q")
     commit_all(project, "outputs accepted")
 
 
-def make_catalog_project(dest: Path, targets: int, dances: int, root: Path, files_per_dir: int) -> Path:
+def make_catalog_project(dest: Path, targets: int, dances: int, root: Path, files_per_dir: int,
+                         frame_files: int | None = None) -> Path:
     """The real pipeline of ``root`` (dvc.yaml, params.yaml, code) over a synthetic catalog, every
     output a tiny stand-in committed to dvc.lock, so a ``dvc repro`` has nothing to do."""
     make_project(dest, params={}, root=root)
     add_inputs(dest, targets, dances)
     set_synthetic_catalog(dest, targets, dances)
-    accept_outputs(dest, files_per_dir)
+    accept_outputs(dest, files_per_dir, frame_files)
     return dest
 
 
@@ -252,6 +271,28 @@ def measure_catalog(label: str, project: Path, targets: int, dances: int, repeat
     return row
 
 
+def interleaved(pairs: list[tuple[str, Path, Path]], repeats: int) -> None:
+    """No-op ``dvc repro`` of a baseline project and this tree's, run alternately ``repeats`` times each.
+
+    Measured one tree after the other, the two sides can land minutes apart on a shared
+    machine whose speed drifts by 10-15 %; alternating puts the same drift on both.
+    """
+    def noop(project: Path) -> None:
+        r = repro(project)
+        assert not r.ran and not r.restored, f"not a no-op: ran {r.ran}"
+
+    print("baseline against this tree, no-op dvc repro run alternately:", flush=True)
+    for label, base, this in pairs:
+        runs: dict[str, list[Timing]] = {"base": [], "this": []}
+        for _ in range(repeats):
+            runs["base"].append(median_time(lambda p=base: noop(p), 1))
+            runs["this"].append(median_time(lambda p=this: noop(p), 1))
+        b, t = (Timing(statistics.median(x.wall for x in v), statistics.median(x.cpu for x in v))
+                for v in (runs["base"], runs["this"]))
+        print(f"  {label}: baseline {b}, this tree {t}: {t.cpu / b.cpu:.2f}x the CPU ({100 * (t.cpu / b.cpu - 1):+.0f} %)",
+              flush=True)
+
+
 def per_stage_fit(rows: list[CatalogRow]) -> tuple[float, float]:
     """Least-squares fixed cost (s) and cost per stage (ms) of a no-op repro over ``rows`` (wall)."""
     xs = [r.stages for r in rows]
@@ -261,9 +302,11 @@ def per_stage_fit(rows: list[CatalogRow]) -> tuple[float, float]:
 
 
 def catalog_section(root: Path, tree: Path, repeats: int, files_per_dir: int,
-                    sizes: list[tuple[int, int]], tag: str = "", targeted: bool = True) -> list[CatalogRow]:
+                    sizes: list[tuple[int, int]], tag: str = "", targeted: bool = True,
+                    real_dirs: tuple[int, int, int] | None = None) -> list[CatalogRow]:
     """No-op ``dvc repro`` / ``dvc status`` and dvc.lock size over catalogs of ``sizes`` (targets, dances),
-    the growth per added dance, and what removing dances leaves behind."""
+    the growth per added dance, what removing dances leaves behind, and (``real_dirs``: targets, dances,
+    files) one catalog whose directories hold as many files as real frames and labels do."""
     rows = []
     projects = {}
     for targets, dances in sizes:
@@ -314,6 +357,17 @@ def catalog_section(root: Path, tree: Path, repeats: int, files_per_dir: int,
                            capture_output=True)
             rows.append(measure_catalog(f"1 x {big} shrunk to 1 x {small}, then make prune-lock", work, 1, small,
                                         repeats))
+    if real_dirs is not None:
+        # Real frames and labels directories hold a file per video frame: DVC walks a directory
+        # for every stage that names it as a dep or output, on every command.
+        targets, dances, files = real_dirs
+        work = root / f"catalog{tag}-{targets}x{dances}-frames{files}"
+        t = time.perf_counter()
+        make_catalog_project(work, targets, dances, tree, files_per_dir, frame_files=files)
+        print(f"  {targets} x {dances} with {files} files per frames or labels directory: built in "
+              f"{time.perf_counter() - t:.0f} s", flush=True)
+        rows.append(measure_catalog(f"{targets} x {dances}, {files} files per frames/labels dir", work, targets,
+                                    dances, repeats))
     return rows
 
 
@@ -440,6 +494,17 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     return sizes  # type: ignore[return-value]
 
 
+def parse_real_dirs(text: str) -> tuple[int, int, int] | None:
+    """``1x10x2000`` -> (1, 10, 2000); ``0x0x0`` -> None."""
+    try:
+        parts = tuple(int(n) for n in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not like 1x10x2000") from None
+    if len(parts) != 3 or min(parts) < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not like 1x10x2000")
+    return None if min(parts) == 0 else parts  # type: ignore[return-value]
+
+
 def print_table(title: str, rows: list[CatalogRow]) -> None:
     print(f"\n{title}\n| catalog | stages | dvc.lock | no-op dvc repro | dvc status |\n|---|---|---|---|---|")
     for r in rows:
@@ -514,6 +579,9 @@ def main() -> None:
                     help="run only this section (repeatable; default: all)")
     ap.add_argument("--sizes", type=parse_sizes, default=parse_sizes("1x3,1x10,3x10,5x20"),
                     help="synthetic catalogs, targets x dances (default 1x3,1x10,3x10,5x20)")
+    ap.add_argument("--real-dirs", type=parse_real_dirs, default=parse_real_dirs("1x10x2000"),
+                    help="catalog: also a TxDxN catalog whose output directories hold N files each, as real "
+                         "frames and labels do (2000: a 67-s target at 30 fps); 0x0x0 leaves it out")
     ap.add_argument("--files-per-dir", type=int, default=3,
                     help="files in each directory output of the synthetic catalogs")
     ap.add_argument("--baseline-tree", type=Path, default=None,
@@ -554,13 +622,23 @@ def main() -> None:
         for title, tree, tag, pure in trees:
             print(f"catalog scaling, {title} (real dvc.yaml, tiny outputs):", flush=True)
             with pure_python_yaml(root) if pure else nullcontext():
-                rows = catalog_section(root, tree, args.repeats, args.files_per_dir, args.sizes, tag, targeted=not tag)
+                rows = catalog_section(root, tree, args.repeats, args.files_per_dir, args.sizes, tag, targeted=not tag,
+                                       real_dirs=args.real_dirs)
             if tree == REPO and demo_row:
                 rows.insert(0, demo_row)
             big = [r for r in rows if (r.targets, r.dances) == max(args.sizes)]
             if big:
                 print(f"  largest catalog: {verdict(big[0].repro, big[0].status, 10)}")
             print_table(f"{title}, load average now {os.getloadavg()[0]:.2f}:", rows)
+        if args.baseline_tree:
+            t, d = max(args.sizes)
+            pairs = [(f"{t} x {d}", root / f"catalog-base-{t}x{d}", root / f"catalog-{t}x{d}")]
+            if args.real_dirs:
+                t, d, n = args.real_dirs
+                name = f"{t}x{d}-frames{n}"
+                pairs.append((f"{t} x {d}, {n} files per frames/labels dir", root / f"catalog-base-{name}",
+                              root / f"catalog-{name}"))
+            interleaved(pairs, max(args.repeats, 5))
     synth = files_section(root, args) if "files" in sections else None
     if "transfer" in sections:
         transfer_section(root, args, demo, synth)
