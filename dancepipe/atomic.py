@@ -67,3 +67,20 @@ def atomic_write_text(final: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``final`` atomically (UTF-8)."""
     with atomic_path(final) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def removed_on_failure(*paths: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Outputs one stage writes one after another: on any exception remove those already written.
+
+    Each output is itself written atomically; this keeps a stage that fails after its first
+    output from leaving that one behind. ``None`` entries (optional outputs not asked for)
+    are skipped.
+    """
+    try:
+        yield
+    except BaseException:
+        for path in paths:
+            if path is not None:
+                _remove(Path(path))
+        raise

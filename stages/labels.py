@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from dancepipe.atomic import removed_on_failure
 from dancepipe.cli import PARAMS_OPTION, progress, stage_command
 from dancepipe.config import load_config
 from dancepipe.transfer.labels import CoverageOf, load_labels_config, run_labels
@@ -74,16 +75,10 @@ def main(kind: str, poses: str, frames_dir: str, target_poses: str | None, norm:
             f"source {fitted['source']['usable']}/{fitted['source']['frames']}"
         )
         fit_lines += [f"normfit: note: {note}" for note in fitted["notes"]]
-    try:
-        with progress(None, f"labels {kind}") as advance:
-            r = run_labels(kind, poses, frames_dir, out, cfg, norm=norm, profile=profile, progress=advance,
-                           coverage_of=coverage_of)
-    except BaseException:
-        if fit_lines:  # a failed stage leaves no output, the fitted normalisation included
-            for path in (norm, norm_plot):
-                if path is not None:
-                    Path(path).unlink(missing_ok=True)
-        raise
+    # a failed stage leaves no output, the normalisation it fitted included
+    with removed_on_failure(*((norm, norm_plot) if fit_lines else ())), progress(None, f"labels {kind}") as advance:
+        r = run_labels(kind, poses, frames_dir, out, cfg, norm=norm, profile=profile, progress=advance,
+                       coverage_of=coverage_of)
     for line in fit_lines:
         click.echo(line)
     click.echo(f"labels {kind}: {r['frames']} labels ({r['drawn']} with a person) at {r['width']}x{r['height']}")
